@@ -1,0 +1,99 @@
+"""ctrader_sync: a synchronous, thread-based client for the cTrader Open API.
+
+The names of the old SDK (``Client``, ``Protobuf``, ``TcpProtocol``, ``Auth``, ``EndPoints``) are
+importable from here, so a script ports by changing its imports::
+
+    from ctrader_sync import Client, Protobuf, TcpProtocol, Auth, EndPoints
+
+Heavy parts (the client and its threads, TLS, OAuth) load on first use, so ``import ctrader_sync``
+stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ._codec import DEFAULT_MAX_FRAME_SIZE, Frame, TcpProtocol
+from .endpoints import EndPoints
+from .errors import (
+    AuthenticationError,
+    AuthError,
+    ClientClosedError,
+    ConnectError,
+    ConnectionLostError,
+    CTraderError,
+    FrameTooLargeError,
+    InvalidRequestError,
+    MessageDecodeError,
+    OrderError,
+    ProtocolError,
+    QueueFullError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    TruncatedStreamError,
+    UnknownPayloadTypeError,
+)
+from .protobuf import Protobuf
+
+__version__ = "0.1.0"
+
+logging.getLogger("ctrader_sync").addHandler(logging.NullHandler())
+
+# name -> module holding it; imported on first attribute access (PEP 562).
+_LAZY = {
+    "Client": "._client",
+    "ReconnectPolicy": "._reconnect",
+    "Auth": ".auth",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._client import Client
+    from ._reconnect import ReconnectPolicy
+    from .auth import Auth
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ctrader_sync' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "AuthError",
+    "AuthenticationError",
+    "Auth",
+    "CTraderError",
+    "Client",
+    "ClientClosedError",
+    "ConnectError",
+    "ConnectionLostError",
+    "EndPoints",
+    "Frame",
+    "FrameTooLargeError",
+    "InvalidRequestError",
+    "MessageDecodeError",
+    "OrderError",
+    "Protobuf",
+    "ProtocolError",
+    "QueueFullError",
+    "RateLimitError",
+    "ReconnectPolicy",
+    "RequestTimeoutError",
+    "ServerError",
+    "TcpProtocol",
+    "TruncatedStreamError",
+    "UnknownPayloadTypeError",
+    "__version__",
+]

@@ -1,0 +1,235 @@
+"""``TcpProtocol``: the sans-I/O wire codec (no sockets, no threads).
+
+Wire format: every frame is a 4-byte big-endian length followed by that many bytes holding one
+serialized ``ProtoMessage`` {payloadType = 1 (uint32), payload = 2 (bytes), clientMsgId = 3 (string)}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from google.protobuf.message import DecodeError, EncodeError, Message
+
+from .errors import (
+    FrameTooLargeError,
+    InvalidRequestError,
+    MessageDecodeError,
+    ProtocolError,
+    TruncatedStreamError,
+)
+from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
+from .protobuf import REGISTRY, TYPE_OF
+
+__all__ = ["DEFAULT_MAX_FRAME_SIZE", "Frame", "TcpProtocol", "decode_body", "encode_varint"]
+
+DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
+"""Default cap on one frame's length (16 MiB): historical data answers can be megabytes."""
+
+_from_string = ProtoMessage.FromString
+
+
+class Frame(NamedTuple):
+    """One decoded frame.
+
+    ``message`` is the extracted inner message, or the raw ``ProtoMessage`` when the payload
+    type is not in the schema.
+    """
+
+    payloadType: int
+    clientMsgId: str | None
+    message: Any
+
+
+def encode_varint(value: int) -> bytes:
+    """Encode a non-negative integer as a protobuf base-128 varint."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_PREFIX: dict[type[Message], bytes] = {cls: b"\x08" + encode_varint(pt) for cls, pt in TYPE_OF.items()}
+
+
+def _missing_fields(message: Message) -> str:
+    return ", ".join(message.FindInitializationErrors()) or "?"
+
+
+class TcpProtocol:
+    """Encode messages into frames and decode a byte stream into ``Frame`` items.
+
+    The class is passed to ``Client(host, port, TcpProtocol)`` as in the old SDK; the client
+    makes one instance per connection.  It can also be used on its own::
+
+        codec = TcpProtocol()
+        data = codec.encode(ProtoOAVersionReq(), clientMsgId="1")
+        for payload_type, client_msg_id, message in codec.feed(data):
+            ...
+
+    Args:
+        max_frame_size: the largest frame body accepted, in bytes; a length prefix above it raises
+            :class:`~ctrader_sync.errors.FrameTooLargeError` before anything of the frame is buffered.
+    """
+
+    __slots__ = ("max_frame_size", "_buf", "_failed")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        if max_frame_size <= 0:
+            raise ValueError("max_frame_size must be positive")
+        self.max_frame_size = max_frame_size
+        self._buf = bytearray()
+        self._failed: ProtocolError | None = None
+
+    # -- encoding -------------------------------------------------------------------------
+
+    @staticmethod
+    def encode_body(message: Message, clientMsgId: str | None = None) -> bytes:
+        """Serialize ``message`` into a ``ProtoMessage`` body (no length prefix).
+
+        ``message`` is an inner message (e.g. ``ProtoOAVersionReq``) or a ready ``ProtoMessage``.
+
+        Raises:
+            InvalidRequestError: the message is not an Open API message or misses required fields.
+        """
+        prefix = _PREFIX.get(type(message))
+        if prefix is None:
+            if isinstance(message, ProtoMessage):
+                if clientMsgId is not None:
+                    copy = ProtoMessage()
+                    copy.CopyFrom(message)
+                    copy.clientMsgId = clientMsgId
+                    message = copy
+                try:
+                    return message.SerializeToString()
+                except EncodeError:
+                    raise InvalidRequestError(
+                        f"ProtoMessage is missing required fields: {_missing_fields(message)}") from None
+            raise InvalidRequestError(
+                f"{type(message).__name__} is not an Open API message with a payload type")
+        try:
+            payload = message.SerializeToString()
+        except EncodeError:
+            raise InvalidRequestError(
+                f"{type(message).__name__} is missing required fields: {_missing_fields(message)}"
+            ) from None
+        n = len(payload)
+        body = prefix + b"\x12" + (bytes((n,)) if n < 0x80 else encode_varint(n)) + payload
+        if clientMsgId is not None:
+            cid = clientMsgId.encode("utf-8")
+            m = len(cid)
+            body += b"\x1a" + (bytes((m,)) if m < 0x80 else encode_varint(m)) + cid
+        return body
+
+    def encode(self, message: Message, clientMsgId: str | None = None) -> bytes:
+        """Return one complete frame (length prefix + ``ProtoMessage``) for ``message``.
+
+        Raises:
+            InvalidRequestError: see :meth:`encode_body`, or the frame exceeds ``max_frame_size``.
+        """
+        body = self.encode_body(message, clientMsgId)
+        if len(body) > self.max_frame_size:
+            raise InvalidRequestError(
+                f"{type(message).__name__} encodes to {len(body)} bytes, over the frame limit "
+                f"of {self.max_frame_size}")
+        return len(body).to_bytes(4, "big") + body
+
+    # -- decoding -------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet decoded (part of an incomplete frame)."""
+        return len(self._buf)
+
+    def reset(self) -> None:
+        """Forget buffered bytes and any earlier error (for a new connection)."""
+        self._buf = bytearray()
+        self._failed = None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """Add received bytes; return every frame they complete, in order.
+
+        Chunks may split frames anywhere and may hold many frames; an empty chunk returns ``[]``.
+
+        Raises:
+            FrameTooLargeError: a length prefix over ``max_frame_size`` (nothing of it is buffered).
+            MessageDecodeError: a body that is not a ``ProtoMessage`` or a payload that fails to parse
+                (the error names the payload type).
+            ProtocolError: the codec already failed; once a stream broke its framing it stays broken
+                until :meth:`reset`.
+
+            Frames decoded before the failing one in the same call are on the exception's
+            ``frames`` attribute, so a caller can still deliver them.
+        """
+        if self._failed is not None:
+            raise ProtocolError(f"stream already failed: {self._failed}")
+        buf = self._buf
+        if buf:
+            buf += data
+            view = memoryview(buf)
+        else:
+            view = memoryview(data)
+        total = len(view)
+        frames: list[Frame] = []
+        pos = 0
+        limit = self.max_frame_size
+        try:
+            while total - pos >= 4:
+                length = int.from_bytes(view[pos:pos + 4], "big")
+                if length > limit:
+                    raise FrameTooLargeError(length, limit)
+                end = pos + 4 + length
+                if end > total:
+                    break
+                frames.append(_decode_body(view[pos + 4:end]))
+                pos = end
+            rest = view[pos:].tobytes() if not buf and pos < total else None
+        except ProtocolError as exc:
+            view.release()
+            self._failed = exc
+            self._buf = bytearray()
+            exc.frames = frames  # type: ignore[attr-defined]
+            raise
+        view.release()
+        if buf:
+            del buf[:pos]
+        elif rest is not None:
+            self._buf = bytearray(rest)
+        return frames
+
+    def eof(self) -> None:
+        """Signal the end of the stream.
+
+        Raises:
+            TruncatedStreamError: the stream ended inside a frame.
+        """
+        if self._buf:
+            n = len(self._buf)
+            self._buf = bytearray()
+            raise TruncatedStreamError(f"stream ended inside a frame ({n} bytes of it received)")
+
+
+def decode_body(body: bytes) -> Frame:
+    """Decode one ``ProtoMessage`` body (without the length prefix) into a :class:`Frame`."""
+    return _decode_body(body)
+
+
+def _decode_body(body: Any) -> Frame:
+    try:
+        envelope = _from_string(body)
+    except DecodeError as exc:
+        raise MessageDecodeError(f"frame body is not a ProtoMessage ({exc})") from None
+    pt = envelope.payloadType
+    cid = envelope.clientMsgId if envelope.HasField("clientMsgId") else None
+    cls = REGISTRY.get(pt)
+    if cls is None:
+        return Frame(pt, cid, envelope)
+    try:
+        return Frame(pt, cid, cls.FromString(envelope.payload))
+    except DecodeError as exc:
+        raise MessageDecodeError(
+            f"payload of type {pt} ({cls.__name__}) does not parse: {exc}", pt) from None
+

@@ -1,0 +1,244 @@
+"""Exceptions raised by ctrader_sync.
+
+Every exception the SDK raises on purpose derives from :class:`CTraderError`::
+
+    CTraderError
+    ├── ConnectError                 could not connect (refused, TLS handshake, timeout)
+    ├── ConnectionLostError          the connection dropped while a request was written
+    ├── ClientClosedError            the client was closed (or never started and closed)
+    ├── RequestTimeoutError          no answer in time (also a built-in TimeoutError)
+    ├── QueueFullError               the send queue is at its limit
+    ├── InvalidRequestError          the message cannot be sent as given (also a ValueError)
+    ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, ValueError)
+    ├── ProtocolError                the byte stream from the peer breaks the framing rules
+    │   ├── FrameTooLargeError       a length prefix over the configured maximum
+    │   ├── TruncatedStreamError     the stream ended inside a frame
+    │   └── MessageDecodeError       a frame whose body or payload does not parse
+    ├── ServerError                  the server answered with an error
+    │   ├── RateLimitError           REQUEST_FREQUENCY_EXCEEDED, BLOCKED_PAYLOAD_TYPE
+    │   ├── AuthenticationError      application/account auth refused, token invalid
+    │   └── OrderError               ProtoOAOrderErrorEvent
+    └── AuthError                    the OAuth token endpoint refused a request
+
+Texts of these exceptions never contain credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "AuthenticationError",
+    "CTraderError",
+    "ClientClosedError",
+    "ConnectError",
+    "ConnectionLostError",
+    "FrameTooLargeError",
+    "InvalidRequestError",
+    "MessageDecodeError",
+    "OrderError",
+    "ProtocolError",
+    "QueueFullError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ServerError",
+    "TruncatedStreamError",
+    "UnknownPayloadTypeError",
+    "server_error_from_message",
+]
+
+
+class CTraderError(Exception):
+    """Base class of every exception ctrader_sync raises on purpose."""
+
+
+class ConnectError(CTraderError):
+    """The client could not connect: refused, unreachable, TLS handshake or certificate failure, timeout."""
+
+
+class ConnectionLostError(CTraderError):
+    """The connection was lost while the request was written but not answered.
+
+    The request is never re-sent silently: a trading request may have executed.
+    """
+
+
+class ClientClosedError(CTraderError):
+    """The client is closed: the request was not (and will not be) written."""
+
+
+class RequestTimeoutError(CTraderError, TimeoutError):
+    """No answer arrived within the response timeout, counted from the moment the request was written."""
+
+
+class QueueFullError(CTraderError):
+    """The client's send queue is full; the request was not queued."""
+
+
+class InvalidRequestError(CTraderError, ValueError):
+    """The message cannot be sent as given (wrong type, missing required fields, duplicate id, ...)."""
+
+
+class UnknownPayloadTypeError(CTraderError, KeyError, ValueError):
+    """No message class has this payload type or name.
+
+    Attributes:
+        key: the payload type number or name that was looked up.
+        suggestions: close matches among the known names.
+    """
+
+    def __init__(self, key: object, suggestions: list[str] | None = None) -> None:
+        self.key = key
+        self.suggestions = list(suggestions or [])
+        text = f"unknown payload type or message name: {key!r}"
+        if self.suggestions:
+            text += " (did you mean " + ", ".join(self.suggestions) + "?)"
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ProtocolError(CTraderError):
+    """The bytes received from the peer break the protocol's framing or cannot be decoded."""
+
+
+class FrameTooLargeError(ProtocolError):
+    """A frame's length prefix exceeds the configured maximum; nothing of it was buffered.
+
+    Attributes:
+        length: the announced frame length in bytes.
+        limit: the configured maximum.
+    """
+
+    def __init__(self, length: int, limit: int) -> None:
+        self.length = length
+        self.limit = limit
+        super().__init__(f"frame of {length} bytes exceeds the maximum of {limit} bytes")
+
+
+class TruncatedStreamError(ProtocolError):
+    """The stream ended in the middle of a frame."""
+
+
+class MessageDecodeError(ProtocolError):
+    """A frame's body is not a ``ProtoMessage``, or its payload does not parse.
+
+    Attributes:
+        payload_type: the payload type of the frame, or ``None`` if the envelope itself was bad.
+    """
+
+    def __init__(self, text: str, payload_type: int | None = None) -> None:
+        self.payload_type = payload_type
+        super().__init__(text)
+
+
+class ServerError(CTraderError):
+    """The server answered a request with an error.
+
+    Attributes:
+        error_code: the server's error code name, e.g. ``"CH_CLIENT_AUTH_FAILURE"``.
+        description: the server's description, or ``""``.
+        retry_after: seconds after which a retry may succeed, when the server says so, else ``None``.
+        response: the error message itself (``ProtoOAErrorRes``, ``ProtoErrorRes`` or
+            ``ProtoOAOrderErrorEvent``).
+    """
+
+    def __init__(
+        self,
+        error_code: str,
+        description: str = "",
+        *,
+        retry_after: float | None = None,
+        response: Any = None,
+    ) -> None:
+        self.error_code = error_code
+        self.description = description
+        self.retry_after = retry_after
+        self.response = response
+        text = error_code + (f": {description}" if description else "")
+        if retry_after is not None:
+            text += f" (retry after {retry_after:g} s)"
+        super().__init__(text)
+
+
+class RateLimitError(ServerError):
+    """The server refused the request for its frequency (``REQUEST_FREQUENCY_EXCEEDED``,
+    ``BLOCKED_PAYLOAD_TYPE``) and the client's bounded retries did not get it through."""
+
+
+class AuthenticationError(ServerError):
+    """The server refused authentication: wrong client id/secret, invalid or expired token,
+    unknown account, or the request needs an authenticated session."""
+
+
+class OrderError(ServerError):
+    """A trading request was refused (``ProtoOAOrderErrorEvent``).
+
+    Attributes:
+        order_id: the order's id when the event carries one, else ``None``.
+        position_id: the position's id when the event carries one, else ``None``.
+    """
+
+    def __init__(self, error_code: str, description: str = "", *, order_id: int | None = None,
+                 position_id: int | None = None, response: Any = None) -> None:
+        self.order_id = order_id
+        self.position_id = position_id
+        super().__init__(error_code, description, response=response)
+
+
+class AuthError(CTraderError):
+    """The OAuth 2 token endpoint refused a request (see :class:`ctrader_sync.Auth`).
+
+    Attributes:
+        error_code: the server's ``errorCode`` (or an HTTP status description).
+        description: the server's ``description``, or ``""``.
+        status: the HTTP status code, or ``None`` for transport failures.
+    """
+
+    def __init__(self, error_code: str, description: str = "", status: int | None = None) -> None:
+        self.error_code = error_code
+        self.description = description
+        self.status = status
+        super().__init__(error_code + (f": {description}" if description else ""))
+
+
+RATE_LIMIT_CODES = frozenset({"REQUEST_FREQUENCY_EXCEEDED", "BLOCKED_PAYLOAD_TYPE"})
+"""Error codes that mean "too many requests": mapped to :class:`RateLimitError`."""
+
+AUTH_CODES = frozenset({
+    "OA_AUTH_TOKEN_EXPIRED", "ACCOUNT_NOT_AUTHORIZED", "RET_NO_SUCH_LOGIN", "ALREADY_LOGGED_IN",
+    "RET_ACCOUNT_DISABLED", "CH_CLIENT_AUTH_FAILURE", "CH_CLIENT_NOT_AUTHENTICATED",
+    "CH_CLIENT_ALREADY_AUTHENTICATED", "CH_ACCESS_TOKEN_INVALID", "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
+    "CH_OA_CLIENT_NOT_FOUND",
+})
+"""Error codes mapped to :class:`AuthenticationError`."""
+
+
+def server_error_from_message(message: Any) -> ServerError:
+    """Build the matching :class:`ServerError` subclass from an error message.
+
+    Accepts ``ProtoOAErrorRes``, ``ProtoErrorRes`` and ``ProtoOAOrderErrorEvent``.
+    """
+    code = str(getattr(message, "errorCode", "") or "UNKNOWN_ERROR")
+    description = str(getattr(message, "description", "") or "")
+    if type(message).__name__ == "ProtoOAOrderErrorEvent":
+        return OrderError(
+            code, description,
+            order_id=message.orderId if message.HasField("orderId") else None,
+            position_id=message.positionId if message.HasField("positionId") else None,
+            response=message,
+        )
+    retry_after: float | None = None
+    try:
+        if message.HasField("retryAfter"):
+            retry_after = float(message.retryAfter)
+    except ValueError:  # ProtoErrorRes has no retryAfter field
+        pass
+    cls: type[ServerError] = ServerError
+    if code in RATE_LIMIT_CODES:
+        cls = RateLimitError
+    elif code in AUTH_CODES:
+        cls = AuthenticationError
+    return cls(code, description, retry_after=retry_after, response=message)

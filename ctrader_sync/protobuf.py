@@ -1,0 +1,148 @@
+"""The payload-type registry: ``Protobuf`` (public, compatible with the old SDK's helper).
+
+The registry is built from each message's ``payloadType`` default, never from names: names and
+numbers do not follow one rule (2149, ``PROTO_OA_GET_ACCOUNTS_BY_ACCESS_TOKEN_REQ``, is
+``ProtoOAGetAccountListByAccessTokenReq``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Union
+
+from google.protobuf.message import Message
+
+from .errors import UnknownPayloadTypeError
+from .messages import (
+    OpenApiCommonMessages_pb2,
+    OpenApiCommonModelMessages_pb2,
+    OpenApiMessages_pb2,
+    OpenApiModelMessages_pb2,
+)
+from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
+
+__all__ = ["Protobuf", "PayloadKey"]
+
+PayloadKey = Union[int, str]
+"""A payload type number, a message name (``"ProtoOAVersionReq"``), its short form
+(``"VersionReq"``) or the payload type's enum name (``"PROTO_OA_VERSION_REQ"``)."""
+
+_MODULES = (
+    OpenApiCommonModelMessages_pb2,
+    OpenApiCommonMessages_pb2,
+    OpenApiModelMessages_pb2,
+    OpenApiMessages_pb2,
+)
+
+
+def _build() -> tuple[dict[int, type[Message]], dict[str, type[Message]], dict[type[Message], int]]:
+    by_type: dict[int, type[Message]] = {}
+    by_name: dict[str, type[Message]] = {}
+    type_of: dict[type[Message], int] = {}
+    for module in _MODULES:
+        for name, descriptor in module.DESCRIPTOR.message_types_by_name.items():
+            field = descriptor.fields_by_name.get("payloadType")
+            if field is None or not field.has_default_value:
+                continue  # ProtoMessage (the envelope) and model messages
+            number = int(field.default_value)
+            cls: type[Message] = getattr(module, name)
+            if number in by_type:  # pragma: no cover - a schema error, caught by tests
+                raise RuntimeError(f"payload type {number} used by {by_type[number].__name__} and {name}")
+            by_type[number] = cls
+            type_of[cls] = number
+            by_name[name] = cls
+            by_name[field.enum_type.values_by_number[number].name] = cls
+    return by_type, by_name, type_of
+
+
+_BY_TYPE, _BY_NAME, _TYPE_OF = _build()
+
+
+class Protobuf:
+    """Look up, build and unwrap Open API messages by payload type or name.
+
+    All methods are class methods; the class is never instantiated (as in the old SDK).
+    """
+
+    @staticmethod
+    def get_type(payload: PayloadKey) -> type[Message]:
+        """Return the message class for a payload type number or name.
+
+        Raises:
+            UnknownPayloadTypeError: (a ``KeyError`` and ``ValueError``) naming the key and close matches.
+        """
+        if isinstance(payload, bool):
+            raise UnknownPayloadTypeError(payload)
+        if isinstance(payload, int):
+            cls = _BY_TYPE.get(payload)
+            if cls is None:
+                near = sorted(_BY_TYPE, key=lambda n: abs(n - payload))[:3]
+                raise UnknownPayloadTypeError(payload, [f"{n} ({_BY_TYPE[n].__name__})" for n in near])
+            return cls
+        if isinstance(payload, str):
+            for candidate in (payload, "ProtoOA" + payload, "Proto" + payload):
+                cls = _BY_NAME.get(candidate)
+                if cls is not None:
+                    return cls
+            raise UnknownPayloadTypeError(payload, difflib.get_close_matches(payload, list(_BY_NAME), n=3))
+        raise UnknownPayloadTypeError(payload)
+
+    @classmethod
+    def get(cls, payload: PayloadKey, **fields: Any) -> Message:
+        """Build a message of the given payload type or name, with ``fields`` set.
+
+        ``Protobuf.get("ProtoOAVersionReq")``, ``Protobuf.get(2104)`` and
+        ``Protobuf.get("VersionReq")`` all build a ``ProtoOAVersionReq``.
+        """
+        return cls.get_type(payload)(**fields)
+
+    @staticmethod
+    def payload_type(message: Message | type[Message]) -> int:
+        """Return the payload type number of a message or message class.
+
+        For a ``ProtoMessage`` envelope, its ``payloadType`` field.
+        """
+        if isinstance(message, ProtoMessage):
+            return int(message.payloadType)
+        cls = message if isinstance(message, type) else type(message)
+        number = _TYPE_OF.get(cls)
+        if number is None:
+            raise UnknownPayloadTypeError(getattr(cls, "__name__", repr(cls)))
+        return number
+
+    @classmethod
+    def extract(cls, message: Message) -> Message:
+        """Return the inner message of a ``ProtoMessage`` envelope.
+
+        A message that is not an envelope (already extracted) is returned unchanged.
+
+        Raises:
+            UnknownPayloadTypeError: the envelope's payload type is not in the schema.
+            google.protobuf.message.DecodeError: the payload does not parse.
+        """
+        if not isinstance(message, ProtoMessage):
+            return message
+        inner = cls.get_type(int(message.payloadType))()
+        inner.ParseFromString(message.payload)
+        return inner
+
+    @staticmethod
+    def wrap(message: Message, clientMsgId: str | None = None) -> ProtoMessage:
+        """Wrap an inner message into a ``ProtoMessage`` envelope (with an optional ``clientMsgId``)."""
+        if isinstance(message, ProtoMessage):
+            return message
+        envelope = ProtoMessage(payloadType=Protobuf.payload_type(message),
+                                payload=message.SerializeToString())
+        if clientMsgId is not None:
+            envelope.clientMsgId = clientMsgId
+        return envelope
+
+    @staticmethod
+    def payload_types() -> dict[int, type[Message]]:
+        """Return a copy of the registry: payload type number -> message class (96 entries)."""
+        return dict(_BY_TYPE)
+
+
+# Exposed for the codec (hot path): direct dict access, no method call.
+REGISTRY = _BY_TYPE
+TYPE_OF = _TYPE_OF
