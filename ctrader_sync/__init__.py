@@ -71,9 +71,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "Auth",
     "AuthError",
     "AuthenticationError",
-    "Auth",
     "CTraderError",
     "Client",
     "ClientClosedError",

@@ -56,7 +56,8 @@ _PREFIX: dict[type[Message], bytes] = {cls: b"\x08" + encode_varint(pt) for cls,
 
 
 def _missing_fields(message: Message) -> str:
-    return ", ".join(message.FindInitializationErrors()) or "?"
+    errors: list[str] = getattr(message, "FindInitializationErrors", list)()
+    return ", ".join(errors) or "?"
 
 
 class TcpProtocol:
@@ -75,7 +76,7 @@ class TcpProtocol:
             :class:`~ctrader_sync.errors.FrameTooLargeError` before anything of the frame is buffered.
     """
 
-    __slots__ = ("max_frame_size", "_buf", "_failed")
+    __slots__ = ("_buf", "_failed", "max_frame_size")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         if max_frame_size <= 0:
@@ -157,7 +158,8 @@ class TcpProtocol:
         Raises:
             FrameTooLargeError: a length prefix over ``max_frame_size`` (nothing of it is buffered).
             MessageDecodeError: a body that is not a ``ProtoMessage`` or a payload that fails to parse
-                (the error names the payload type).
+                (the error names the payload type).  Missing required fields are tolerated on
+                receive (as protobuf's parser does); they are enforced on send.
             ProtocolError: the codec already failed; once a stream broke its framing it stays broken
                 until :meth:`reset`.
 

@@ -8,7 +8,7 @@ numbers do not follow one rule (2149, ``PROTO_OA_GET_ACCOUNTS_BY_ACCESS_TOKEN_RE
 from __future__ import annotations
 
 import difflib
-from typing import Any, Union
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -21,9 +21,9 @@ from .messages import (
 )
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 
-__all__ = ["Protobuf", "PayloadKey"]
+__all__ = ["PayloadKey", "Protobuf"]
 
-PayloadKey = Union[int, str]
+PayloadKey = int | str
 """A payload type number, a message name (``"ProtoOAVersionReq"``), its short form
 (``"VersionReq"``) or the payload type's enum name (``"PROTO_OA_VERSION_REQ"``)."""
 
