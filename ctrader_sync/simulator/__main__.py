@@ -1,0 +1,70 @@
+"""``python -m ctrader_sync.simulator``: run the simulator until interrupted.
+
+Prints one JSON line with everything a client needs (host, port, CA file, credentials, account
+ids), then serves until SIGINT or SIGTERM, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from ._server import Simulator
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ctrader_sync.simulator",
+                                description="A local cTrader Open API server over TLS (TEST-ONLY certificates).")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5035, help="port to listen on (default 5035; 0: any free port)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the prices (default 1)")
+    p.add_argument("--spot-interval", type=float, default=0.1, help="seconds between spot events (0: none)")
+    p.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds between heartbeats (0: none)")
+    p.add_argument("--idle-timeout", type=float, default=30.0, help="disconnect after this silence (0: never)")
+    p.add_argument("--request-limit", type=int, default=50, help="requests per second per connection (0: off)")
+    p.add_argument("--historical-limit", type=int, default=5,
+                   help="historical requests per second per connection (0: off)")
+    p.add_argument("--benchmark", action="store_true", help="benchmark mode: no limits, no recording, fast paths")
+    p.add_argument("--flood-count", type=int, default=100_000,
+                   help="spot events sent per subscription in benchmark mode")
+    p.add_argument("--no-record", action="store_true", help="do not record messages")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the simulator from the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Simulator(seed=args.seed, spot_interval=args.spot_interval,
+                       heartbeat_interval=args.heartbeat_interval, idle_timeout=args.idle_timeout,
+                       request_limit=args.request_limit, historical_limit=args.historical_limit,
+                       benchmark=args.benchmark, flood_count=args.flood_count, record=not args.no_record,
+                       host=args.host, port=args.port) as sim:
+            print(json.dumps({
+                "host": sim.host, "port": sim.port, "ca_file": sim.ca_file, "client_id": sim.client_id,
+                "client_secret": sim.client_secret, "access_token": sim.access_token,
+                "refresh_token": sim.refresh_token, "account_ids": sim.account_ids,
+            }), flush=True)
+            while not done.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
