@@ -6,6 +6,7 @@ Writes into ``ctrader_sync/simulator/certs/`` (or ``--out``):
 * ``ca.pem``      a self-signed test CA certificate (its key is thrown away after signing);
 * ``server.pem``  a certificate for ``localhost`` / ``127.0.0.1`` signed by that CA;
 * ``server.key``  the server's private key (unencrypted: it protects nothing);
+* ``server-key.pem`` the same key under a name the package-data glob (``certs/*.pem``) ships;
 * ``README.txt``  a note saying all of this is for tests only.
 
 Both certificates are valid for 20 years so the shipped files do not need regenerating.  The
@@ -29,6 +30,7 @@ TEST-ONLY certificates for the ctrader_sync simulator.
 ca.pem      self-signed test CA (its private key was discarded after signing)
 server.pem  certificate for localhost / 127.0.0.1, signed by ca.pem
 server.key  the server's private key, published on purpose
+server-key.pem  the same key (the name the installed package ships and the simulator loads)
 
 These files protect nothing: the key is public. Never trust ca.pem outside tests, and never
 use these files for anything but the local simulator. Regenerate with
@@ -68,6 +70,7 @@ def make_certs(out: Path) -> None:
              "-set_serial", str(secrets.randbits(63)), "-out", str(out / "server.pem"),
              "-days", str(DAYS), "-sha256",
              "-extfile", str(ext))
+    (out / "server-key.pem").write_bytes(server_key.read_bytes())
     (out / "README.txt").write_text(README)
 
 

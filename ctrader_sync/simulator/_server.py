@@ -99,7 +99,8 @@ class Simulator:
         """Path of the TEST-ONLY CA certificate that signed the server's certificate."""
         self._server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._server_context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._server_context.load_cert_chain(str(certs / "server.pem"), str(certs / "server.key"))
+        # server-key.pem is server.key under a name the package data (certs/*.pem) ships
+        self._server_context.load_cert_chain(str(certs / "server.pem"), str(certs / "server-key.pem"))
         # credentials
         self.client_id = f"{1000 + seed}_simulatorClientId"
         self.client_secret = "sim-secret-" + secrets.token_hex(8)
