@@ -1,0 +1,904 @@
+"""``Client``: one TLS connection to the cTrader Open API, shared by four named threads.
+
+* **supervisor** connects (TLS, with backoff), recovers the session, watches for a dead peer and
+  for request timeouts, and reconnects after any loss;
+* **writer** takes requests from the queues under the rate limits, batches frames into one TLS
+  write, and sends heartbeats when idle;
+* **reader** decodes frames, resolves futures by ``clientMsgId`` and hands events to the dispatcher
+  in batches;
+* **dispatcher** runs user callbacks in arrival order (see ``_dispatch``).
+
+All shared state lives under one lock (``_lock``) with two conditions: ``_wcond`` wakes the writer,
+``_scond`` wakes the supervisor, the reader and ``wait_connected`` callers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import Message
+
+from ._codec import DEFAULT_MAX_FRAME_SIZE, TcpProtocol
+from ._dispatch import Dispatcher
+from ._pending import EXPECT_EXECUTION, EXPECT_NOTHING, EXPECT_RESPONSE, Request, RequestFuture
+from ._ratelimit import SlidingWindowLimiter
+from ._reconnect import ReconnectPolicy
+from ._tls import Interrupted, TLSConnection, default_ssl_context, open_tls_connection
+from .errors import (
+    ClientClosedError,
+    ConnectError,
+    ConnectionLostError,
+    InvalidRequestError,
+    ProtocolError,
+    QueueFullError,
+    RateLimitError,
+    RequestTimeoutError,
+    server_error_from_message,
+)
+from .protobuf import REGISTRY, Protobuf
+
+__all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ConnectTimeoutError", "EventHandle"]
+
+log = logging.getLogger("ctrader_sync")
+
+# Payload types (numbers are from the schema's payloadType defaults).
+_ERROR_RES = 50
+_HEARTBEAT = 51
+_OA_ERROR_RES = 2142
+_ORDER_ERROR_EVENT = 2132
+_EXECUTION_EVENT = 2126
+_CLIENT_DISCONNECT_EVENT = 2148
+_ERROR_TYPES = frozenset({_ERROR_RES, _OA_ERROR_RES, _ORDER_ERROR_EVENT})
+
+HISTORICAL_PAYLOAD_TYPES = frozenset({
+    2137,  # ProtoOAGetTrendbarsReq
+    2145,  # ProtoOAGetTickDataReq
+    2133,  # ProtoOADealListReq
+    2143,  # ProtoOACashFlowHistoryListReq
+    2179,  # ProtoOADealListByPositionIdReq
+    2175,  # ProtoOAOrderListReq
+})
+"""Requests counted against the historical limit (5/s) as well as the general one (50/s)."""
+
+_TRADING = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "ProtoOAAmendOrderReq",
+                      "ProtoOAAmendPositionSLTPReq", "ProtoOAClosePositionReq"})
+
+
+def _request_kinds() -> dict[type[Message], tuple[int, int]]:
+    kinds: dict[type[Message], tuple[int, int]] = {}
+    for pt, cls in REGISTRY.items():
+        name = cls.__name__
+        if name in _TRADING:
+            kinds[cls] = (pt, EXPECT_EXECUTION)
+        elif name.endswith("Req"):
+            kinds[cls] = (pt, EXPECT_RESPONSE)
+        elif pt == _HEARTBEAT:
+            kinds[cls] = (pt, EXPECT_NOTHING)
+    return kinds
+
+
+_KINDS = _request_kinds()
+_client_numbers = itertools.count(1)
+_MAX_BATCH_BYTES = 256 * 1024
+_MAX_BATCH_FRAMES = 1024
+
+
+class ConnectTimeoutError(ConnectError, TimeoutError):
+    """``wait_connected()`` timed out; the text says why the last attempt failed, if one did."""
+
+
+class EventHandle:
+    """Returned by :meth:`Client.on`: ``remove()`` unregisters the callback (idempotent)."""
+
+    __slots__ = ("_callback", "_client", "_key")
+
+    def __init__(self, client: Client, key: int | None, callback: Callable[..., Any]) -> None:
+        self._client = client
+        self._key = key
+        self._callback = callback
+
+    def remove(self) -> None:
+        """Stop calling the callback. Safe to call more than once."""
+        self._client._remove_handler(self._key, self._callback)
+
+
+class _Conn:
+    """One live connection: its TLS channel, its decoder and its state."""
+
+    __slots__ = ("codec", "last_rx", "lost", "number", "ready", "reason", "tls")
+
+    def __init__(self, tls: TLSConnection, codec: TcpProtocol, number: int) -> None:
+        self.tls = tls
+        self.codec = codec
+        self.number = number
+        self.ready = False      # session recovered: ordinary requests may be written
+        self.lost = False
+        self.reason: BaseException | None = None
+        self.last_rx = time.monotonic()
+
+
+class Client:
+    """A thread-safe client for one cTrader Open API connection.
+
+    ``send()`` returns a :class:`concurrent.futures.Future` that resolves to the answer (the
+    extracted message, e.g. ``ProtoOAVersionRes``) or fails with a typed error from
+    :mod:`ctrader_sync.errors`.  The client connects in the background after :meth:`start`,
+    reconnects by itself after any loss, and never re-sends a request that may have been written.
+
+    Args:
+        host: server name, e.g. ``EndPoints.PROTOBUF_DEMO_HOST``.
+        port: server port, e.g. ``EndPoints.PROTOBUF_PORT`` (5035).
+        protocol: the codec class (``TcpProtocol``, as in the old SDK); may be omitted.
+        numberOfMessagesToSendPerSecond: the general request limit per sliding second (server: 50).
+            ``None`` turns all client-side limits off.
+        historical_per_second: the limit for historical requests (trendbars, ticks, deals...; server: 5).
+        ssl_context: TLS settings; the default verifies the server with certifi's CA bundle, checks the
+            host name, sends SNI and requires TLS >= 1.2.
+        connect_timeout: seconds for TCP connect plus TLS handshake.
+        response_timeout: seconds to wait for an answer, counted from the moment a request is written.
+        heartbeat_interval: send a heartbeat when nothing was written for this long (0/None: never).
+        reconnect: a :class:`ReconnectPolicy`, or ``None`` to never reconnect.
+        receive_timeout: treat the connection as dead (half-open) after this long without receiving
+            anything (default 30 s, three server heartbeat periods; 0/None: never).
+        server_hostname: name to verify and send as SNI (default: ``host``).
+        max_frame_size: the largest frame accepted from the server.
+        max_pending: the most requests queued or awaiting an answer; beyond it ``send()`` raises
+            :class:`~ctrader_sync.errors.QueueFullError`.
+        max_events: the most pushed events waiting for callbacks; beyond it new events are dropped and
+            counted in :attr:`dropped_events`.
+        rate_limit_retries: how often a request refused with ``REQUEST_FREQUENCY_EXCEEDED`` /
+            ``BLOCKED_PAYLOAD_TYPE`` is re-sent before it fails with ``RateLimitError``.
+        rate_limit_margin: extra seconds added to the 1 s window to absorb network jitter.
+        dangerously_skip_tls_verification: accept any certificate and host name. Never use it with real
+            credentials; it logs a warning.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        protocol: type[TcpProtocol] | Callable[..., TcpProtocol] = TcpProtocol,
+        numberOfMessagesToSendPerSecond: int | None = 50,
+        historical_per_second: int | None = 5,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = 10.0,
+        response_timeout: float = 30.0,
+        heartbeat_interval: float | None = 10.0,
+        reconnect: ReconnectPolicy | None = ReconnectPolicy(),  # noqa: B008 - immutable value
+        *,
+        receive_timeout: float | None = 30.0,
+        server_hostname: str | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_pending: int = 1_000_000,
+        max_events: int = 100_000,
+        rate_limit_retries: int = 3,
+        rate_limit_margin: float = 0.02,
+        dangerously_skip_tls_verification: bool = False,
+    ) -> None:
+        if connect_timeout <= 0 or response_timeout <= 0:
+            raise ValueError("connect_timeout and response_timeout must be positive")
+        self.host = host
+        self.port = int(port)
+        self.connect_timeout = float(connect_timeout)
+        self.response_timeout = float(response_timeout)
+        self.heartbeat_interval = float(heartbeat_interval or 0.0)
+        self.receive_timeout = float(receive_timeout or 0.0)
+        self.reconnect = reconnect
+        self.server_hostname = server_hostname
+        self.max_frame_size = max_frame_size
+        self.max_pending = max_pending
+        self.rate_limit_retries = rate_limit_retries
+        self._protocol = protocol
+        self._encoder = protocol(max_frame_size=max_frame_size)
+        if dangerously_skip_tls_verification:
+            log.warning("ctrader_sync: TLS verification is OFF for %s:%d; anyone on the path can read "
+                        "and alter this session, credentials included", host, port)
+            ssl_context = ssl.create_default_context()
+            ssl_context.check_hostname = False
+            ssl_context.verify_mode = ssl.CERT_NONE
+        self._ssl_context = ssl_context or default_ssl_context()
+
+        self._number = next(_client_numbers)
+        self._ids = itertools.count(1)
+        self._id_prefix = f"cs{self._number}-"
+
+        self._lock = threading.Lock()
+        self._wcond = threading.Condition(self._lock)
+        self._scond = threading.Condition(self._lock)
+        self._queue: deque[Request] = deque()
+        self._hqueue: deque[Request] = deque()
+        self._pqueue: deque[Request] = deque()
+        self._retry: list[tuple[float, int, Request]] = []
+        self._pending: dict[str, Request] = {}
+        self._timers: list[tuple[float, int, Request]] = []
+        self._seq = itertools.count()
+        if numberOfMessagesToSendPerSecond:
+            self._limiter: SlidingWindowLimiter | None = SlidingWindowLimiter(
+                numberOfMessagesToSendPerSecond, 1.0, rate_limit_margin)
+            self._hlimiter: SlidingWindowLimiter | None = (
+                SlidingWindowLimiter(historical_per_second, 1.0, rate_limit_margin)
+                if historical_per_second else None)
+        else:
+            self._limiter = self._hlimiter = None
+        self._historical = HISTORICAL_PAYLOAD_TYPES
+        self._conn: _Conn | None = None
+        self._started = False
+        self._closed = False
+        self._gave_up: BaseException | None = None
+        self._last_error: BaseException | None = None
+        self._writer_waiting = False
+        self._last_write = time.monotonic()
+        self._connections = 0
+
+        self._on_connected: Callable[[Client], Any] | None = None
+        self._on_disconnected: Callable[[Client, BaseException], Any] | None = None
+        self._on_message: Callable[[Client, Message], Any] | None = None
+        self._handlers: dict[int | None, list[Callable[..., Any]]] = {}
+        self._any_handler = False
+
+        self._dispatcher = Dispatcher(f"ctrader_sync-dispatcher-{self._number}", max_events)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._threads: list[threading.Thread] = []
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("connected" if self.is_connected else
+                                               ("connecting" if self._started else "new"))
+        return f"<ctrader_sync.Client {self.host}:{self.port} {state}>"
+
+    def setConnectedCallback(self, callback: Callable[[Client], Any] | None) -> None:
+        """Call ``callback(client)`` on the dispatcher thread each time a connection is up."""
+        self._on_connected = callback
+
+    def setDisconnectedCallback(self, callback: Callable[[Client, BaseException], Any] | None) -> None:
+        """Call ``callback(client, reason)`` once per lost connection; ``reason`` is the exception."""
+        self._on_disconnected = callback
+
+    def setMessageReceivedCallback(self, callback: Callable[[Client, Message], Any] | None) -> None:
+        """Call ``callback(client, message)`` for every message received (extracted, in order)."""
+        self._on_message = callback
+        self._any_handler = bool(self._handlers) or callback is not None
+
+    def on(self, message_type: type[Message] | int | str | None,
+           callback: Callable[[Message], Any]) -> EventHandle:
+        """Call ``callback(message)`` on the dispatcher thread for every received message of a type.
+
+        ``message_type`` is a message class, a payload type number or name, or ``None`` for all
+        messages.  Returns a handle whose ``remove()`` unregisters the callback.
+        """
+        key = None if message_type is None else (
+            Protobuf.payload_type(message_type) if isinstance(message_type, type) else
+            Protobuf.payload_type(Protobuf.get_type(message_type)))
+        with self._lock:
+            self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), callback]}
+            self._any_handler = True
+        return EventHandle(self, key, callback)
+
+    def _remove_handler(self, key: int | None, callback: Callable[..., Any]) -> None:
+        with self._lock:
+            callbacks = [c for c in self._handlers.get(key, []) if c is not callback]
+            handlers = dict(self._handlers)
+            if callbacks:
+                handlers[key] = callbacks
+            else:
+                handlers.pop(key, None)
+            self._handlers = handlers
+            self._any_handler = bool(handlers) or self._on_message is not None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting in the background; returns at once. Use :meth:`wait_connected` to wait."""
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("this client is closed; create a new Client")
+            if self._started:
+                return
+            self._started = True
+        for role, target in (("supervisor", self._supervise), ("writer", self._write_loop),
+                             ("reader", self._read_loop)):
+            thread = threading.Thread(target=target, name=f"ctrader_sync-{role}-{self._number}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    startService = start
+    """Old-SDK name of :meth:`start`."""
+
+    def wait_connected(self, timeout: float | None = None) -> None:
+        """Block until a connection is up and its session recovered.
+
+        Raises:
+            ConnectError: the client gave up connecting (the cause is chained).
+            ConnectTimeoutError: (a ``ConnectError`` and ``TimeoutError``) not connected within ``timeout``.
+            ClientClosedError: the client was closed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._scond:
+            while True:
+                conn = self._conn
+                if conn is not None and conn.ready:
+                    return
+                if self._gave_up is not None:
+                    raise ConnectError(f"gave up connecting to {self.host}:{self.port}: {self._gave_up}") \
+                        from self._gave_up
+                if self._closed:
+                    raise ClientClosedError("the client is closed")
+                if not self._started:
+                    raise ConnectError("the client is not started; call start() first")
+                remaining = 1.0 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    last = f"; last error: {self._last_error}" if self._last_error else ""
+                    raise ConnectTimeoutError(
+                        f"not connected to {self.host}:{self.port} within {timeout:g} s{last}")
+                self._scond.wait(min(remaining, 1.0))
+
+    @property
+    def is_connected(self) -> bool:
+        """True while a connection is up and its session recovered."""
+        conn = self._conn
+        return conn is not None and conn.ready
+
+    @property
+    def connection_count(self) -> int:
+        """How many connections this client has established so far."""
+        return self._connections
+
+    @property
+    def dropped_events(self) -> int:
+        """Pushed events dropped because callbacks did not keep up (see ``max_events``)."""
+        return self._dispatcher.dropped
+
+    @property
+    def pending_count(self) -> int:
+        """Requests queued or written and not yet answered."""
+        return len(self._pending)
+
+    def threads(self) -> list[threading.Thread]:
+        """The client's threads (for diagnostics)."""
+        return [*self._threads, self._dispatcher.thread]
+
+    def close(self) -> None:
+        """Stop the client: fail what is queued or in flight with ``ClientClosedError``, close the
+        connection, and end every thread.  Returns within about a second from any state; idempotent;
+        callable from any thread, including a callback."""
+        with self._lock:
+            already = self._closed
+            self._closed = True
+            conn = self._conn
+            requests = list(self._pending.values())
+            self._pending.clear()
+            self._queue.clear()
+            self._hqueue.clear()
+            self._pqueue.clear()
+            self._retry.clear()
+            self._timers.clear()
+            self._wcond.notify_all()
+            self._scond.notify_all()
+        if not already:
+            try:
+                self._wake_w.send(b"x")
+            except OSError:
+                pass
+            for request in requests:
+                request.future._fail(ClientClosedError("the client was closed before the answer arrived"))
+            if conn is not None:
+                self._lose(conn, ClientClosedError("the client was closed"))
+        deadline = time.monotonic() + 0.9
+        me = threading.current_thread()
+        for thread in self._threads:
+            if thread is not me:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self._dispatcher.stop(max(0.05, deadline - time.monotonic()))
+        if not already:
+            alive = [t.name for t in self.threads() if t.is_alive() and t is not me]
+            if alive:
+                log.warning("ctrader_sync: threads still running after close(): %s", alive)
+            else:
+                self._wake_r.close()
+                self._wake_w.close()
+
+    stopService = close
+    """Old-SDK name of :meth:`close`."""
+
+    def __enter__(self) -> Client:
+        self.start()
+        try:
+            self.wait_connected(self.connect_timeout + 5.0)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send(self, message: Message | int | str, clientMsgId: str | None = None,
+             timeout: float | None = None, *, responseTimeoutInSeconds: float | None = None,
+             **fields: Any) -> RequestFuture:
+        """Queue a request and return a future for its answer.  Thread-safe.
+
+        ``message`` is a request message, or a payload type number or name with ``fields`` (as the
+        old SDK's ``send("ProtoOAVersionReq")``).  A trading request (new/cancel/amend order, amend
+        SL/TP, close position) resolves to the first ``ProtoOAExecutionEvent`` carrying its
+        ``clientMsgId``.  A ``ProtoHeartbeatEvent`` resolves to ``None`` once written.
+
+        Args:
+            clientMsgId: the id to put on the wire; by default a unique one is assigned.
+            timeout: seconds to wait for the answer after the request is written
+                (default: ``response_timeout``). ``responseTimeoutInSeconds`` is the old SDK's name.
+
+        Raises (at once, nothing is queued):
+            InvalidRequestError: not a request message, required fields missing, or ``clientMsgId``
+                already pending (also a ``ValueError``).
+            QueueFullError: ``max_pending`` requests are already queued or in flight.
+            ClientClosedError: the client is closed.
+            ConnectError: the client gave up connecting.
+
+        The future fails with ``ServerError`` (or ``RateLimitError``, ``OrderError``,
+        ``AuthenticationError``) for an error answer, ``RequestTimeoutError`` when no answer comes in
+        time, ``ConnectionLostError`` when the connection drops after the request was written.
+        """
+        if isinstance(message, (int, str)):
+            message = Protobuf.get(message, **fields)
+        elif fields:
+            raise TypeError("field keywords are only accepted with a payload type number or name")
+        kind = _KINDS.get(type(message))
+        if kind is None:
+            raise InvalidRequestError(
+                f"{type(message).__name__} is not a request: send a ...Req message or a ProtoHeartbeatEvent")
+        pt, expect = kind
+        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else str(clientMsgId)
+        frame = self._encoder.encode(message, cid)
+        wait = timeout if timeout is not None else responseTimeoutInSeconds
+        future = RequestFuture(cid, pt, self._dispatcher.post)
+        request = Request(cid, frame, future, expect, pt in self._historical,
+                          float(wait) if wait is not None else self.response_timeout, next(self._seq))
+        self._enqueue(request)
+        future._on_cancel = self._cancelled
+        return future
+
+    def _enqueue(self, request: Request) -> None:
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("the client is closed")
+            if self._gave_up is not None:
+                raise ConnectError(f"the client gave up connecting: {self._gave_up}")
+            if request.cid in self._pending:
+                raise InvalidRequestError(f"clientMsgId {request.cid!r} is already pending")
+            if len(self._pending) >= self.max_pending:
+                raise QueueFullError(f"{len(self._pending)} requests pending (max_pending={self.max_pending})")
+            self._pending[request.cid] = request
+            if request.priority:
+                self._pqueue.append(request)
+            elif request.historical and self._hlimiter is not None:
+                self._hqueue.append(request)
+            else:
+                self._queue.append(request)
+            if self._writer_waiting:
+                self._wcond.notify()
+
+    def request(self, message: Message | int | str, timeout: float | None = None, **fields: Any) -> Any:
+        """Send and wait: ``send(message, ...).result()``, with ``timeout`` for both queueing and answer.
+
+        Raises what the future raises; ``RequestTimeoutError`` if nothing came in time (the request is
+        cancelled then, so a late answer is discarded).
+        """
+        future = self.send(message, timeout=timeout, **fields)
+        limit = None if timeout is None else timeout + 1.0
+        try:
+            return future.result(limit)
+        except TimeoutError as exc:
+            if isinstance(exc, RequestTimeoutError):
+                raise
+            future.cancel()
+            raise RequestTimeoutError(f"no answer to {type(message).__name__} within {timeout:g} s") from None
+
+    def _cancelled(self, future: RequestFuture) -> None:
+        with self._lock:
+            request = self._pending.get(future.clientMsgId)
+            if request is not None and request.future is future and not request.written:
+                del self._pending[future.clientMsgId]  # never written: the id is free again
+
+    # -- writer -------------------------------------------------------------------------------
+
+    def _take_batch(self, conn: _Conn, now: float) -> tuple[list[Request], float]:
+        """Claim the requests that may be written now (under the lock); return them and the wait
+        until the next one may be."""
+        batch: list[Request] = []
+        size = 0
+        limiter, hlimiter = self._limiter, self._hlimiter
+        free = limiter.available(now) if limiter is not None else 1 << 30
+        hfree = hlimiter.available(now) if hlimiter is not None else 1 << 30
+        wait = 1.0
+        queues = [self._pqueue]
+        if conn.ready:
+            queues += [self._queue, self._hqueue]
+        retry = self._retry
+        pending = self._pending
+        while size < _MAX_BATCH_BYTES and len(batch) < _MAX_BATCH_FRAMES:
+            best: Request | None = None
+            source: Any = None
+            for q in queues:
+                while q and q[0].future._state != "PENDING":
+                    dead = q.popleft()  # cancelled (or failed) before being written
+                    if pending.get(dead.cid) is dead:
+                        del pending[dead.cid]
+                if q and (best is None or q[0].seq < best.seq):
+                    best, source = q[0], q
+            if conn.ready and retry:
+                while retry and retry[0][2].future._state != "PENDING":
+                    dead = heapq.heappop(retry)[2]
+                    if pending.get(dead.cid) is dead:
+                        del pending[dead.cid]
+                if retry:
+                    if retry[0][0] <= now:
+                        if best is None or retry[0][2].seq < best.seq:
+                            best, source = retry[0][2], retry
+                    else:
+                        wait = min(wait, retry[0][0] - now)
+            if best is None:
+                break
+            if best.historical and hfree <= 0:
+                # Historical budget spent: serve ordinary requests behind it meanwhile.
+                assert hlimiter is not None
+                wait = min(wait, hlimiter.wait_time(now))
+                queues = [q for q in queues if q is not self._hqueue]
+                if source is retry:
+                    break
+                continue
+            if free <= 0:
+                assert limiter is not None
+                wait = min(wait, limiter.wait_time(now))
+                break
+            if source is retry:
+                heapq.heappop(retry)
+            else:
+                source.popleft()
+            if not best.future._claim():
+                if pending.get(best.cid) is best:
+                    del pending[best.cid]
+                continue
+            best.written = True
+            best.deadline = now + best.timeout
+            if best.expect != EXPECT_NOTHING:
+                if not self._timers or best.deadline < self._timers[0][0]:
+                    self._scond.notify_all()
+                heapq.heappush(self._timers, (best.deadline, best.seq, best))
+            else:
+                del pending[best.cid]
+            if limiter is not None:
+                limiter.record(now)
+                free -= 1
+                if best.historical and hlimiter is not None:
+                    hlimiter.record(now)
+                    hfree -= 1
+            batch.append(best)
+            size += len(best.frame)
+        return batch, max(wait, 0.0)
+
+    def _write_loop(self) -> None:
+        heartbeat = self._encoder.encode(Protobuf.get(_HEARTBEAT))
+        while True:
+            with self._wcond:
+                while True:
+                    if self._closed:
+                        return
+                    conn = self._conn
+                    wait = 1.0
+                    if conn is not None and not conn.lost:
+                        now = time.monotonic()
+                        batch, wait = self._take_batch(conn, now)
+                        beat = (self.heartbeat_interval > 0
+                                and now - self._last_write >= self.heartbeat_interval)
+                        if batch or beat or conn.tls.flush_needed:
+                            break
+                        if self.heartbeat_interval > 0:
+                            wait = min(wait, self._last_write + self.heartbeat_interval - now)
+                    self._writer_waiting = True
+                    self._wcond.wait(max(0.001, min(wait, 1.0)))
+                    self._writer_waiting = False
+                self._last_write = now
+            if batch:
+                data = batch[0].frame if len(batch) == 1 else b"".join([r.frame for r in batch])
+            else:
+                data = heartbeat if beat else b""
+            try:
+                conn.tls.send(data)
+            except Interrupted:
+                return
+            except (OSError, ssl.SSLError) as exc:
+                self._lose(conn, ConnectionLostError(f"write failed: {exc}"))
+                continue
+            for request in batch:
+                if request.expect == EXPECT_NOTHING:
+                    request.future._resolve(None)
+            if log.isEnabledFor(logging.DEBUG) and batch:
+                log.debug("ctrader_sync: wrote %d request(s): %s", len(batch),
+                          ", ".join(f"{r.future.payloadType}/{r.cid}" for r in batch[:8]))
+
+    # -- reader -------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        number = 0
+        while True:
+            with self._scond:
+                while not self._closed and (self._conn is None or self._conn.number == number):
+                    self._scond.wait(1.0)
+                if self._closed:
+                    return
+                conn = self._conn
+                assert conn is not None
+                number = conn.number
+            self._read_connection(conn)
+
+    def _read_connection(self, conn: _Conn) -> None:
+        tls, codec = conn.tls, conn.codec
+        while True:
+            try:
+                data = tls.recv(1.0)
+            except Interrupted:
+                return
+            except EOFError as exc:
+                self._lose(conn, ConnectionLostError(str(exc)))
+                return
+            except (OSError, ssl.SSLError) as exc:
+                if not conn.lost:
+                    self._lose(conn, ConnectionLostError(f"connection error: {exc}"))
+                return
+            if conn.lost:
+                return
+            if data is None:
+                continue
+            conn.last_rx = time.monotonic()
+            if tls.flush_needed:
+                with self._wcond:
+                    self._wcond.notify()
+            if not data:
+                continue
+            try:
+                frames = codec.feed(data)
+            except ProtocolError as exc:
+                self._handle_frames(conn, getattr(exc, "frames", []))
+                log.warning("ctrader_sync: protocol error from %s:%d: %s; reconnecting", self.host, self.port, exc)
+                self._lose(conn, exc)
+                return
+            if frames:
+                self._handle_frames(conn, frames)
+
+    def _handle_frames(self, conn: _Conn, frames: list[Any]) -> None:
+        done: list[tuple[RequestFuture, bool, Any]] = []
+        items: list[tuple[Callable[..., Any], tuple[Any, ...], bool]] = []
+        disconnect: Any = None
+        on_message = self._on_message
+        handlers = self._handlers if self._any_handler else None
+        with self._lock:
+            pending = self._pending
+            for pt, cid, message in frames:
+                if cid is not None:
+                    request = pending.get(cid)
+                    if request is not None and request.written:
+                        self._match(request, pt, message, done)
+                if pt == _CLIENT_DISCONNECT_EVENT:
+                    disconnect = message
+                if handlers is not None or on_message is not None:
+                    if on_message is not None:
+                        items.append((on_message, (self, message), True))
+                    if handlers:
+                        for callback in handlers.get(pt, ()):
+                            items.append((callback, (message,), True))
+                        for callback in handlers.get(None, ()):
+                            items.append((callback, (message,), True))
+        for future, ok, value in done:
+            if ok:
+                future._resolve(value)
+            else:
+                future._fail(value)
+        if items:
+            self._dispatcher.post_batch(items)
+        if disconnect is not None:
+            reason = getattr(disconnect, "reason", "") or "no reason given"
+            self._lose(conn, ConnectionLostError(f"the server ended the session: {reason}"))
+
+    def _match(self, request: Request, pt: int, message: Any,
+               done: list[tuple[RequestFuture, bool, Any]]) -> None:
+        """Apply an answer to its request (under the lock)."""
+        if pt in _ERROR_TYPES:
+            error = server_error_from_message(message)
+            if (isinstance(error, RateLimitError) and request.retries < self.rate_limit_retries
+                    and request.future._unclaim()):
+                request.retries += 1
+                request.written = False
+                delay = error.retry_after if error.retry_after else min(8.0, 0.5 * 2 ** (request.retries - 1))
+                request.not_before = time.monotonic() + delay
+                heapq.heappush(self._retry, (request.not_before, request.seq, request))
+                log.info("ctrader_sync: %s refused (%s); retry %d in %.2f s", request.cid, error.error_code,
+                         request.retries, delay)
+                self._wcond.notify()
+                return
+            del self._pending[request.cid]
+            done.append((request.future, False, error))
+        elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
+            return  # not the answer this request waits for; it still reaches the callbacks
+        else:
+            del self._pending[request.cid]
+            done.append((request.future, True, message))
+
+    # -- supervisor ---------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        attempt = 0
+        while not self._closed:
+            if attempt:
+                policy = self.reconnect
+                if policy is None or policy.gives_up(attempt):
+                    self._give_up(self._last_error or ConnectError("connection lost"))
+                    return
+                delay = policy.delay(attempt)
+                log.info("ctrader_sync: reconnecting to %s:%d in %.2f s (attempt %d)",
+                         self.host, self.port, delay, attempt + 1)
+                with self._scond:
+                    end = time.monotonic() + delay
+                    while not self._closed and time.monotonic() < end:
+                        self._scond.wait(min(1.0, end - time.monotonic()))
+                if self._closed:
+                    return
+            try:
+                tls = open_tls_connection(self.host, self.port, self._ssl_context, self.server_hostname,
+                                          self.connect_timeout, self._wake_r)
+            except Interrupted:
+                return
+            except ConnectError as exc:
+                attempt += 1
+                self._last_error = exc
+                # The first failure of a streak is a warning; the retries that follow are info.
+                log.log(logging.WARNING if attempt == 1 else logging.INFO,
+                        "ctrader_sync: connect to %s:%d failed (attempt %d): %s", self.host, self.port, attempt, exc)
+                with self._scond:
+                    self._scond.notify_all()
+                continue
+            conn = _Conn(tls, self._protocol(max_frame_size=self.max_frame_size), self._connections + 1)
+            with self._scond:
+                if self._closed:
+                    tls.close()
+                    return
+                self._connections += 1
+                self._conn = conn
+                self._last_error = None
+                self._last_write = time.monotonic()
+                self._scond.notify_all()
+                self._wcond.notify()
+            log.info("ctrader_sync: connected to %s:%d (%s, connection %d)", self.host, self.port,
+                     tls.version, conn.number)
+            if self._on_connected is not None:
+                self._dispatcher.post(self._on_connected, self)
+            try:
+                self._recover(conn)
+            except Exception as exc:
+                if not conn.lost:
+                    log.warning("ctrader_sync: session recovery failed: %s", exc)
+                    self._lose(conn, ConnectionLostError(f"session recovery failed: {exc}"))
+            with self._lock:
+                if not conn.lost:
+                    conn.ready = True
+                    self._scond.notify_all()
+                    self._wcond.notify()
+            self._watch(conn)
+            attempt = 1
+            self._last_error = conn.reason
+
+    def _recover(self, conn: _Conn) -> None:
+        """Restore the session on a new connection before ordinary requests are written.
+
+        Runs on the supervisor thread; requests sent with :meth:`_send_priority` pass the gate.
+        The base client has no session to restore.
+        """
+
+    def _send_priority(self, message: Message, timeout: float | None = None) -> RequestFuture:
+        """Send a session request that is written before ordinary requests (used during recovery)."""
+        pt, expect = _KINDS[type(message)]
+        cid = self._id_prefix + str(next(self._ids))
+        future = RequestFuture(cid, pt, self._dispatcher.post)
+        request = Request(cid, self._encoder.encode(message, cid), future, expect, pt in self._historical,
+                          timeout or self.response_timeout, next(self._seq), priority=True)
+        self._enqueue(request)
+        return future
+
+    def _watch(self, conn: _Conn) -> None:
+        """Until the connection is lost: fail timed-out requests, detect a silent (dead) peer."""
+        while True:
+            expired: list[Request] = []
+            dead = False
+            with self._scond:
+                if self._closed or conn.lost:
+                    return
+                now = time.monotonic()
+                timers = self._timers
+                while timers and timers[0][0] <= now:
+                    _, _, request = heapq.heappop(timers)
+                    if self._pending.get(request.cid) is request and request.written:
+                        del self._pending[request.cid]
+                        expired.append(request)
+                wait = 1.0
+                if timers:
+                    wait = min(wait, timers[0][0] - now)
+                if self.receive_timeout:
+                    silent = now - conn.last_rx
+                    if silent >= self.receive_timeout:
+                        dead = True
+                    else:
+                        wait = min(wait, self.receive_timeout - silent)
+                if not expired and not dead:
+                    self._scond.wait(max(0.001, wait))
+                    continue
+            for request in expired:
+                request.future._fail(RequestTimeoutError(
+                    f"no answer to {request.cid} (payload type {request.future.payloadType}) within "
+                    f"{request.timeout:g} s of writing it"))
+            if dead:
+                log.warning("ctrader_sync: nothing received from %s:%d for %.1f s; reconnecting",
+                            self.host, self.port, self.receive_timeout)
+                self._lose(conn, ConnectionLostError(
+                    f"nothing received for {self.receive_timeout:g} s (half-open connection)"))
+
+    def _lose(self, conn: _Conn, reason: BaseException) -> None:
+        """End a connection once: fail what was written on it, keep what was not, notify."""
+        with self._lock:
+            if conn.lost:
+                return
+            conn.lost = True
+            conn.reason = reason
+            if self._conn is conn:
+                self._conn = None
+            written = [r for r in self._pending.values() if r.written]
+            for request in written:
+                del self._pending[request.cid]
+            self._timers = [t for t in self._timers if not t[2].written or t[2].cid in self._pending]
+            heapq.heapify(self._timers)
+            self._scond.notify_all()
+            self._wcond.notify()
+        conn.tls.close()
+        if not isinstance(reason, ClientClosedError):
+            log.info("ctrader_sync: connection %d to %s:%d lost: %s", conn.number, self.host, self.port, reason)
+        for request in written:
+            error = ConnectionLostError(
+                f"connection lost after {request.cid} was written and before its answer ({reason}); "
+                "it was not re-sent")
+            error.__cause__ = reason
+            request.future._fail(error)
+        if self._on_disconnected is not None:
+            self._dispatcher.post(self._on_disconnected, self, reason)
+
+    def _give_up(self, reason: BaseException) -> None:
+        """No more reconnects: fail everything queued."""
+        with self._lock:
+            self._gave_up = reason
+            requests = list(self._pending.values())
+            self._pending.clear()
+            self._queue.clear()
+            self._hqueue.clear()
+            self._pqueue.clear()
+            self._retry.clear()
+            self._scond.notify_all()
+        log.warning("ctrader_sync: not reconnecting to %s:%d: %s", self.host, self.port, reason)
+        for request in requests:
+            error: BaseException
+            if self._connections:
+                error = ConnectionLostError(f"connection lost and not re-established: {reason}")
+            else:
+                error = ConnectError(f"could not connect to {self.host}:{self.port}: {reason}")
+            error.__cause__ = reason
+            request.future._fail(error)
+

@@ -1,0 +1,239 @@
+"""One TLS connection that a reader thread and a writer thread share safely.
+
+OpenSSL forbids using one ``SSL`` object from two threads at once, and ``ssl.SSLSocket`` has no
+lock.  So the TLS state machine is an ``ssl.SSLObject`` over two ``ssl.MemoryBIO`` s, guarded by one
+lock held only for the short in-memory calls; the raw socket is non-blocking and is read only by
+the reader and written only by the writer, outside that lock.  Every wait is a ``select`` that
+also watches a wake-up socket, so ``close()`` interrupts any of them at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import ssl
+import threading
+import time
+
+from .errors import ConnectError
+
+__all__ = ["TLSConnection", "default_ssl_context", "open_tls_connection"]
+
+_READ_SIZE = 256 * 1024
+
+
+def _select(rlist: list[socket.socket], wlist: list[socket.socket],
+            timeout: float) -> tuple[list[socket.socket], list[socket.socket]]:
+    """``select.select`` that reports a socket closed by another thread as an ``OSError``."""
+    try:
+        r, w, _ = select.select(rlist, wlist, [], timeout)
+    except ValueError:  # a socket was closed (fileno() == -1)
+        raise OSError(errno.EBADF, "connection closed") from None
+    return r, w
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """A client context that verifies the server: certifi's CA bundle, hostname check, TLS >= 1.2."""
+    import certifi
+
+    context = ssl.create_default_context(cafile=certifi.where())
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class Interrupted(Exception):
+    """The wake-up socket fired (the client is closing)."""
+
+
+class TLSConnection:
+    """A connected, handshaken TLS session over a non-blocking socket.
+
+    ``recv()`` is for the reader thread only; ``send()`` for the writer thread only.
+    """
+
+    def __init__(self, sock: socket.socket, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO,
+                 outgoing: ssl.MemoryBIO, wake: socket.socket) -> None:
+        self.sock = sock
+        self._ssl = sslobj
+        self._in = incoming
+        self._out = outgoing
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._closed = False
+        self.flush_needed = False
+        """Set by the reader when TLS produced bytes to send (e.g. a key update); the writer sends them."""
+
+    @property
+    def version(self) -> str | None:
+        """Negotiated TLS version, e.g. ``"TLSv1.3"``."""
+        return self._ssl.version()
+
+    # -- reader side ------------------------------------------------------------------------
+
+    def recv(self, timeout: float) -> bytes | None:
+        """Return decrypted bytes (possibly ``b""`` if a record is incomplete), or ``None`` on timeout.
+
+        Raises:
+            EOFError: the peer closed the connection (TLS close or TCP EOF).
+            OSError, ssl.SSLError: transport or TLS failure.
+            Interrupted: the client is closing.
+        """
+        sock = self.sock
+        try:
+            data = sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            ready = _select([sock, self._wake], [], timeout)[0]
+            if not ready:
+                return None
+            if self._wake in ready:
+                raise Interrupted() from None
+            try:
+                data = sock.recv(_READ_SIZE)
+            except BlockingIOError:
+                return b""
+        if not data:
+            raise EOFError("the server closed the connection")
+        chunks = []
+        with self._lock:
+            self._in.write(data)
+            while True:
+                try:
+                    chunk = self._ssl.read(_READ_SIZE)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    raise EOFError("the server closed the TLS session") from None
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            if self._out.pending:
+                self.flush_needed = True
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # -- writer side ------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Encrypt ``data`` and send it all (blocks while the peer does not read; close interrupts).
+
+        Raises:
+            OSError, ssl.SSLError: transport or TLS failure.
+            Interrupted: the client is closing.
+        """
+        with self._lock:
+            if data:
+                self._ssl.write(data)
+            out = self._out.read()
+            self.flush_needed = False
+        self._send_raw(out)
+
+    def _send_raw(self, data: bytes) -> None:
+        view = memoryview(data)
+        sock = self.sock
+        while view:
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                sent = 0
+            if sent:
+                view = view[sent:]
+                continue
+            if self._closed:
+                raise OSError(errno.EPIPE, "connection closed")
+            if _select([self._wake], [sock], 1.0)[0]:
+                raise Interrupted()
+
+    # -- both -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Shut the socket down (waking a blocked reader or writer) and close it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def open_tls_connection(host: str, port: int, context: ssl.SSLContext, server_hostname: str | None,
+                        timeout: float, wake: socket.socket) -> TLSConnection:
+    """Connect to ``host:port`` and complete the TLS handshake within ``timeout`` seconds.
+
+    Raises:
+        ConnectError: refused, unreachable, timed out, or the TLS handshake/certificate failed
+            (the message says which; the cause is chained).
+        Interrupted: the wake-up socket fired.
+    """
+    deadline = time.monotonic() + timeout
+    where = f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConnectError(f"cannot resolve {host}: {exc}") from exc
+    last: BaseException | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            code = sock.connect_ex(address)
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                raise OSError(code, f"{errno.errorcode.get(code, code)}: {where}")
+            if code:
+                remaining = deadline - time.monotonic()
+                ready_r, ready_w = _select([wake], [sock], max(0.0, remaining))
+                if ready_r:
+                    raise Interrupted()
+                if not ready_w:
+                    raise TimeoutError(f"TCP connect to {where} timed out after {timeout:g} s")
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, f"{errno.errorcode.get(code, code)} ({where})")
+            return _handshake(sock, context, server_hostname or host, deadline, wake, where, timeout)
+        except Interrupted:
+            sock.close()
+            raise
+        except ConnectError:
+            sock.close()
+            raise
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            last = exc
+    if isinstance(last, ConnectionRefusedError):
+        raise ConnectError(f"connection refused by {where}") from last
+    raise ConnectError(f"cannot connect to {where}: {last}") from last
+
+
+def _handshake(sock: socket.socket, context: ssl.SSLContext, server_hostname: str, deadline: float,
+               wake: socket.socket, where: str, timeout: float) -> TLSConnection:
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    sslobj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_hostname)
+    conn = TLSConnection(sock, sslobj, incoming, outgoing, wake)
+    while True:
+        try:
+            sslobj.do_handshake()
+            conn.send(b"")  # flush the last handshake bytes
+            return conn
+        except ssl.SSLWantReadError:
+            conn.send(b"")
+            remaining = deadline - time.monotonic()
+            ready = _select([sock, wake], [], max(0.0, remaining))[0]
+            if wake in ready:
+                raise Interrupted() from None
+            if not ready:
+                raise TimeoutError(f"TLS handshake with {where} timed out after {timeout:g} s") from None
+            try:
+                data = sock.recv(_READ_SIZE)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise ConnectError(f"{where} closed the connection during the TLS handshake") from None
+            incoming.write(data)
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectError(f"TLS certificate of {where} rejected: {exc.verify_message}") from exc
+        except ssl.SSLError as exc:
+            raise ConnectError(f"TLS handshake with {where} failed: {exc}") from exc
