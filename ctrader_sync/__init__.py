@@ -22,6 +22,7 @@ from .errors import (
     ClientClosedError,
     ConnectError,
     ConnectionLostError,
+    ConnectTimeoutError,
     CTraderError,
     FrameTooLargeError,
     InvalidRequestError,
@@ -46,10 +47,12 @@ _LAZY = {
     "Client": "._client",
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
+    "EventStream": "._events",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
+    from ._events import EventStream
     from ._reconnect import ReconnectPolicy
     from .auth import Auth
 
@@ -78,8 +81,10 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "ConnectError",
+    "ConnectTimeoutError",
     "ConnectionLostError",
     "EndPoints",
+    "EventStream",
     "Frame",
     "FrameTooLargeError",
     "InvalidRequestError",

@@ -29,24 +29,37 @@ from google.protobuf.message import Message
 
 from ._codec import DEFAULT_MAX_FRAME_SIZE, TcpProtocol
 from ._dispatch import Dispatcher
+from ._events import EventStream
 from ._pending import EXPECT_EXECUTION, EXPECT_NOTHING, EXPECT_RESPONSE, Request, RequestFuture
 from ._ratelimit import SlidingWindowLimiter
 from ._reconnect import ReconnectPolicy
+from ._session import SESSION_TYPES, SessionState
 from ._tls import Interrupted, TLSConnection, default_ssl_context, open_tls_connection
 from .errors import (
+    AuthenticationError,
     ClientClosedError,
     ConnectError,
     ConnectionLostError,
+    ConnectTimeoutError,
     InvalidRequestError,
     ProtocolError,
     QueueFullError,
     RateLimitError,
     RequestTimeoutError,
+    ServerError,
     server_error_from_message,
 )
+from .messages.OpenApiMessages_pb2 import (
+    ProtoOAAccountAuthReq,
+    ProtoOAApplicationAuthReq,
+    ProtoOAGetAccountListByAccessTokenReq,
+    ProtoOARefreshTokenReq,
+    ProtoOARefreshTokenRes,
+)
+from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
 from .protobuf import REGISTRY, Protobuf
 
-__all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ConnectTimeoutError", "EventHandle"]
+__all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "EventHandle"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -57,6 +70,7 @@ _OA_ERROR_RES = 2142
 _ORDER_ERROR_EVENT = 2132
 _EXECUTION_EVENT = 2126
 _CLIENT_DISCONNECT_EVENT = 2148
+_SESSION_EVENTS = frozenset({2147, 2164})  # token invalidated, account disconnected
 _ERROR_TYPES = frozenset({_ERROR_RES, _OA_ERROR_RES, _ORDER_ERROR_EVENT})
 
 HISTORICAL_PAYLOAD_TYPES = frozenset({
@@ -90,10 +104,6 @@ _KINDS = _request_kinds()
 _client_numbers = itertools.count(1)
 _MAX_BATCH_BYTES = 256 * 1024
 _MAX_BATCH_FRAMES = 1024
-
-
-class ConnectTimeoutError(ConnectError, TimeoutError):
-    """``wait_connected()`` timed out; the text says why the last attempt failed, if one did."""
 
 
 class EventHandle:
@@ -238,6 +248,7 @@ class Client:
         self._writer_waiting = False
         self._last_write = time.monotonic()
         self._connections = 0
+        self._session: SessionState | None = None
 
         self._on_connected: Callable[[Client], Any] | None = None
         self._on_disconnected: Callable[[Client, BaseException], Any] | None = None
@@ -466,6 +477,8 @@ class Client:
         future = RequestFuture(cid, pt, self._dispatcher.post)
         request = Request(cid, frame, future, expect, pt in self._historical,
                           float(wait) if wait is not None else self.response_timeout, next(self._seq))
+        if pt in SESSION_TYPES:
+            request.message = message
         self._enqueue(request)
         future._on_cancel = self._cancelled
         return future
@@ -693,6 +706,10 @@ class Client:
                         self._match(request, pt, message, done)
                 if pt == _CLIENT_DISCONNECT_EVENT:
                     disconnect = message
+                elif pt in _SESSION_EVENTS and self._session is not None:
+                    lost = self._session.event(pt, message)
+                    log.warning("ctrader_sync: accounts %s are no longer authorized (%s)", lost,
+                                type(message).__name__)
                 if handlers is not None or on_message is not None:
                     if on_message is not None:
                         items.append((on_message, (self, message), True))
@@ -735,6 +752,8 @@ class Client:
         else:
             del self._pending[request.cid]
             done.append((request.future, True, message))
+            if request.message is not None and self._session is not None:
+                self._session.answered(request.future.payloadType, request.message)
 
     # -- supervisor ---------------------------------------------------------------------------
 
@@ -803,8 +822,119 @@ class Client:
         """Restore the session on a new connection before ordinary requests are written.
 
         Runs on the supervisor thread; requests sent with :meth:`_send_priority` pass the gate.
-        The base client has no session to restore.
+        Without :meth:`login` there is nothing to restore.
         """
+        with self._lock:
+            session = self._session
+            if session is None:
+                return
+            session.authorized.clear()
+            app_auth, account_auths = session.app_auth(), session.account_auths()
+        wait = self.response_timeout + 1.0
+        self._send_priority(app_auth).result(wait)
+        futures = [(int(getattr(req, "ctidTraderAccountId", 0)), self._send_priority(req)) for req in account_auths]
+        for account, future in futures:
+            try:
+                future.result(wait)
+            except ServerError as exc:
+                if exc.error_code == "ALREADY_LOGGED_IN":
+                    continue
+                log.warning("ctrader_sync: account %d could not be re-authorized (%s); it is dropped "
+                            "from the session", account, exc.error_code)
+                with self._lock:
+                    session.forget(account)
+        with self._lock:
+            subscriptions = session.subscriptions(set(session.authorized))
+        for future in [self._send_priority(req) for req in subscriptions]:
+            try:
+                future.result(wait)
+            except ServerError as exc:
+                log.warning("ctrader_sync: a subscription could not be restored: %s", exc)
+        log.info("ctrader_sync: session recovered on connection %d (%d accounts, %d subscription requests)",
+                 conn.number, len(session.authorized), len(subscriptions))
+
+    # -- session ------------------------------------------------------------------------------
+
+    def login(self, clientId: str, clientSecret: str, accessToken: str, accounts: list[int] | None = None,
+              timeout: float = 30.0) -> list[ProtoOACtidTraderAccount]:
+        """Authorize the application and trading accounts; keep the session for recovery.
+
+        Runs application auth, the account list by access token, and account auth for ``accounts``
+        (default: every account the token grants).  After a reconnect the client redoes all of it, and
+        restores the spot, live-trendbar and depth subscriptions made since, before any queued request
+        is written.
+
+        Returns:
+            the authorized accounts (``ProtoOACtidTraderAccount``: id, ``isLive``, login, broker).
+
+        Raises:
+            AuthenticationError: wrong client id/secret, invalid token.
+            InvalidRequestError: an account in ``accounts`` is not granted by the token.
+            RequestTimeoutError, ConnectionLostError, ClientClosedError: as for any request.
+        """
+        try:
+            self.request(ProtoOAApplicationAuthReq(clientId=clientId, clientSecret=clientSecret), timeout)
+        except AuthenticationError as exc:
+            if exc.error_code != "CH_CLIENT_ALREADY_AUTHENTICATED":
+                raise
+        listing = self.request(ProtoOAGetAccountListByAccessTokenReq(accessToken=accessToken), timeout)
+        available = {int(a.ctidTraderAccountId): a for a in listing.ctidTraderAccount}
+        chosen = list(available) if accounts is None else [int(a) for a in accounts]
+        unknown = [a for a in chosen if a not in available]
+        if unknown:
+            raise InvalidRequestError(f"accounts {unknown} are not granted by this access token "
+                                      f"(granted: {sorted(available)})")
+        session = SessionState(clientId, clientSecret, accessToken)
+        with self._lock:
+            if self._session is not None and self._session.client_id == clientId:
+                # Keep subscriptions recorded so far (a second login on the same client).
+                session.spots, session.trendbars, session.depth = (
+                    self._session.spots, self._session.trendbars, self._session.depth)
+            self._session = session
+        futures = [self.send(ProtoOAAccountAuthReq(ctidTraderAccountId=a, accessToken=accessToken),
+                             timeout=timeout) for a in chosen]
+        for account, future in zip(chosen, futures, strict=True):
+            try:
+                future.result(timeout + 1.0)
+            except AuthenticationError as exc:
+                if exc.error_code != "ALREADY_LOGGED_IN":
+                    raise
+                with self._lock:
+                    session.accounts.add(account)
+                    session.authorized.add(account)
+        return [available[a] for a in chosen]
+
+    def refresh_access_token(self, refreshToken: str, timeout: float = 30.0) -> ProtoOARefreshTokenRes:
+        """Exchange a refresh token for a new access token (``ProtoOARefreshTokenReq``).
+
+        The new access token replaces the old one for session recovery.  Returns the response
+        (``accessToken``, ``refreshToken``, ``expiresIn``, ``tokenType``).
+        """
+        response: ProtoOARefreshTokenRes = self.request(ProtoOARefreshTokenReq(refreshToken=refreshToken), timeout)
+        with self._lock:
+            if self._session is not None:
+                self._session.access_token = response.accessToken
+        return response
+
+    @property
+    def authorized_accounts(self) -> list[int]:
+        """Accounts authorized on the current connection through :meth:`login` (sorted)."""
+        session = self._session
+        return sorted(session.authorized) if session is not None else []
+
+    def events(self, *types: type[Message] | int | str, maxsize: int = 10_000,
+               timeout: float | None = None) -> EventStream:
+        """A blocking iterator over received messages of ``types`` (all messages if none given).
+
+        Use it as a context manager so the subscription ends with the block::
+
+            with client.events(ProtoOASpotEvent, timeout=5) as spots:
+                for spot in spots:          # ends after 5 s without an event, or when closed
+                    print(spot.bid)
+
+        When ``maxsize`` events wait unread, the oldest is dropped and counted in ``dropped``.
+        """
+        return EventStream(self, types, maxsize, timeout)
 
     def _send_priority(self, message: Message, timeout: float | None = None) -> RequestFuture:
         """Send a session request that is written before ordinary requests (used during recovery)."""
@@ -813,6 +943,8 @@ class Client:
         future = RequestFuture(cid, pt, self._dispatcher.post)
         request = Request(cid, self._encoder.encode(message, cid), future, expect, pt in self._historical,
                           timeout or self.response_timeout, next(self._seq), priority=True)
+        if pt in SESSION_TYPES:
+            request.message = message
         self._enqueue(request)
         return future
 

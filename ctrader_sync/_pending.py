@@ -166,6 +166,7 @@ class Request:
         "frame",
         "future",
         "historical",
+        "message",
         "not_before",
         "priority",
         "retries",
@@ -188,3 +189,4 @@ class Request:
         self.seq = seq
         self.priority = priority
         self.written = False
+        self.message: Any = None  # kept only for requests whose success the session records

@@ -4,6 +4,7 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
 
     CTraderError
     ├── ConnectError                 could not connect (refused, TLS handshake, timeout)
+    │   └── ConnectTimeoutError      wait_connected() timed out (also a TimeoutError)
     ├── ConnectionLostError          the connection dropped while a request was written
     ├── ClientClosedError            the client was closed (or never started and closed)
     ├── RequestTimeoutError          no answer in time (also a built-in TimeoutError)
@@ -33,6 +34,7 @@ __all__ = [
     "CTraderError",
     "ClientClosedError",
     "ConnectError",
+    "ConnectTimeoutError",
     "ConnectionLostError",
     "FrameTooLargeError",
     "InvalidRequestError",
@@ -55,6 +57,10 @@ class CTraderError(Exception):
 
 class ConnectError(CTraderError):
     """The client could not connect: refused, unreachable, TLS handshake or certificate failure, timeout."""
+
+
+class ConnectTimeoutError(ConnectError, TimeoutError):
+    """``wait_connected()`` timed out; the text says why the last attempt failed, if one did."""
 
 
 class ConnectionLostError(CTraderError):

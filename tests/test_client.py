@@ -22,6 +22,7 @@ from ctrader_sync import (
     ClientClosedError,
     ConnectError,
     ConnectionLostError,
+    ConnectTimeoutError,
     FrameTooLargeError,
     InvalidRequestError,
     MessageDecodeError,
@@ -33,7 +34,6 @@ from ctrader_sync import (
     RequestTimeoutError,
     ServerError,
 )
-from ctrader_sync._client import ConnectTimeoutError
 from ctrader_sync.messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
 from ctrader_sync.messages.OpenApiMessages_pb2 import (
     ProtoOAApplicationAuthReq,

@@ -12,7 +12,10 @@ import pytest
 from conftest import ROOT, SHARED
 from google.protobuf import descriptor_pb2
 
-SCHEMA = SHARED / "protocol" / "openapi-schema.json"
+# The schema is committed beside protos/ (so a plain clone can run this test); when the team's shared
+# copy is present too, the two must be identical.
+SCHEMA = ROOT / "protos" / "openapi-schema.json"
+SHARED_SCHEMA = SHARED / "protocol" / "openapi-schema.json"
 PROTO_FILES = ["OpenApiCommonModelMessages.proto", "OpenApiCommonMessages.proto",
                "OpenApiModelMessages.proto", "OpenApiMessages.proto"]
 LABELS = {1: "optional", 2: "required", 3: "repeated"}
@@ -94,6 +97,12 @@ def test_protos_match_release_91_schema(tmp_path: Path) -> None:
     assert (len(messages), len(enums)) == (124, 29)
     assert sum(len(m["fields"]) for m in messages.values()) == 587
     assert sum(len(e["values"]) for e in enums.values()) == 290
+
+
+def test_committed_schema_is_the_shared_one() -> None:
+    if not SHARED_SCHEMA.exists():
+        pytest.skip("no shared/ folder beside the repository")
+    assert json.loads(SCHEMA.read_text(encoding="utf-8")) == json.loads(SHARED_SCHEMA.read_text(encoding="utf-8"))
 
 
 def test_payload_types_table_matches_registry() -> None:

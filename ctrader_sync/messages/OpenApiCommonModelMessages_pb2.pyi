@@ -4,7 +4,7 @@ isort:skip_file
 cTrader Open API schema, release 91 (2024-07-15).
 Common model: payload types of the common layer and its error codes.
 Written for ctrader_sync from the published field list; checked against
-shared/protocol/openapi-schema.json by tests/test_schema.py.
+protos/openapi-schema.json (a copy of the published schema) by tests/test_schema.py.
 """
 
 from google.protobuf import descriptor as _descriptor

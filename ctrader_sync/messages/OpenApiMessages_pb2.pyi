@@ -4,7 +4,7 @@ isort:skip_file
 cTrader Open API schema, release 91 (2024-07-15).
 Open API requests, responses and events (one payload type each).
 Written for ctrader_sync from the published field list; checked against
-shared/protocol/openapi-schema.json by tests/test_schema.py.
+protos/openapi-schema.json (a copy of the published schema) by tests/test_schema.py.
 """
 
 from collections import abc as _abc
