@@ -463,8 +463,8 @@ class Tour:
                         and e.position.positionStatus == _POSITION_CLOSED)
 
             done = first if closed(first) else _wait_for(stream, closed, "closing fill", _REQUEST_TIMEOUT)
-        self.position_id = 0
         text = f"position {self.position_id} closed"
+        self.position_id = 0  # nothing left for shutdown() to clean up
         if done.HasField("deal"):
             deal = done.deal
             text += f" at {_fmt_price(deal.executionPrice, self.digits)}"
