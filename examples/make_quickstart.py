@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Write ``examples/quickstart.ipynb`` from the cells below (edit here, then rerun this script).
+
+Usage: ``python examples/make_quickstart.py`` (needs ``nbformat``, part of the ``test`` extra).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+CELLS: list[tuple[str, str]] = [
+    ("md", """# ctrader_sync quickstart
+
+A whole session against the **bundled simulator** (a local cTrader Open API server with TEST-ONLY
+certificates and credentials): connect, login, live spot prices, H1 trendbars as a table, a market
+order, reconcile, close.
+
+Nothing here needs a reactor: every call blocks until its answer (or returns a
+`concurrent.futures.Future` with `send`), so cells run top to bottom, and the whole notebook can be
+run again in the same kernel. To use the real demo server, replace the simulator's host, port, TLS
+context and credentials with `EndPoints.PROTOBUF_DEMO_HOST`, `EndPoints.PROTOBUF_PORT` (default TLS
+settings) and your application's credentials."""),
+    ("code", """import itertools
+import threading
+import time
+
+from ctrader_sync import Client
+from ctrader_sync.messages.OpenApiMessages_pb2 import (
+    ProtoOAClosePositionReq,
+    ProtoOAExecutionEvent,
+    ProtoOAGetTrendbarsReq,
+    ProtoOANewOrderReq,
+    ProtoOAReconcileReq,
+    ProtoOASpotEvent,
+    ProtoOASubscribeSpotsReq,
+    ProtoOASymbolByIdReq,
+    ProtoOASymbolsListReq,
+    ProtoOAUnsubscribeSpotsReq,
+)
+from ctrader_sync.messages.OpenApiModelMessages_pb2 import (
+    ProtoOAExecutionType,
+    ProtoOAOrderType,
+    ProtoOATradeSide,
+    ProtoOATrendbarPeriod,
+)
+from ctrader_sync.simulator import Simulator
+from ctrader_sync.units import decode_trendbars, price_from_raw, volume_from_raw"""),
+    ("md", """## Connect
+
+The simulator listens on a free local port. `Client.start()` connects in background threads;
+`wait_connected()` blocks until the TLS session is up."""),
+    ("code", """sim = Simulator(seed=1)
+client = Client(sim.host, sim.port, ssl_context=sim.client_ssl_context())
+client.start()
+client.wait_connected(timeout=10)
+client"""),
+    ("md", """## Login
+
+`login()` runs application auth, the account list of the access token and account auth, and
+remembers them: after a reconnect the client restores the session (and its subscriptions) by
+itself."""),
+    ("code", """accounts = client.login(sim.client_id, sim.client_secret, sim.access_token,
+                        accounts=[sim.account_ids[0]])
+account_id = accounts[0].ctidTraderAccountId
+for account in accounts:
+    print(account.ctidTraderAccountId, "live" if account.isLive else "demo", account.traderLogin)"""),
+    ("md", """## Symbols
+
+`request()` sends and waits for the answer (`send()` returns the future instead)."""),
+    ("code", """symbols = client.request(ProtoOASymbolsListReq(ctidTraderAccountId=account_id), timeout=10)
+eurusd = next(s for s in symbols.symbol if s.symbolName == "EURUSD")
+symbol = client.request(ProtoOASymbolByIdReq(ctidTraderAccountId=account_id, symbolId=[eurusd.symbolId]),
+                        timeout=10).symbol[0]
+digits = symbol.digits
+print(len(symbols.symbol), "symbols; EURUSD id", eurusd.symbolId, "digits", digits)"""),
+    ("md", """## Live spot prices
+
+`client.events(...)` is a blocking iterator over pushed messages; as a context manager it stops
+listening when the block ends. Prices are raw integers in 1/100000: `price_from_raw` turns them into
+exact `Decimal`s with the symbol's digits."""),
+    ("code", """with client.events(ProtoOASpotEvent, timeout=5) as spots:
+    client.request(ProtoOASubscribeSpotsReq(ctidTraderAccountId=account_id, symbolId=[eurusd.symbolId]),
+                   timeout=10)
+    for spot in itertools.islice(spots, 5):
+        print("bid", price_from_raw(spot.bid, digits), "ask", price_from_raw(spot.ask, digits))
+_ = client.request(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=account_id, symbolId=[eurusd.symbolId]),
+                   timeout=10)"""),
+    ("md", """## H1 trendbars as a table
+
+Trendbars arrive as a low price plus deltas; `decode_trendbars` turns them into rows of absolute
+prices. With pandas installed they become a `DataFrame` (not a dependency of ctrader_sync); without
+it, a plain list of rows."""),
+    ("code", """now = int(time.time() * 1000)
+answer = client.request(ProtoOAGetTrendbarsReq(
+    ctidTraderAccountId=account_id, symbolId=eurusd.symbolId, period=ProtoOATrendbarPeriod.H1,
+    fromTimestamp=now - 2 * 86_400_000, toTimestamp=now, count=24), timeout=10)
+bars = decode_trendbars(answer, digits)
+try:
+    import pandas as pd
+except ImportError:
+    pd = None
+if pd is not None:
+    table = pd.DataFrame(bars).set_index("time").tail(10)
+else:
+    table = [(f"{bar.time:%Y-%m-%d %H:%M}", str(bar.open), str(bar.high), str(bar.low), str(bar.close), bar.volume)
+             for bar in bars[-10:]]
+print(len(bars), "bars; the last ten:")
+table"""),
+    ("md", """## A market order
+
+A trading request's future resolves with its first `ProtoOAExecutionEvent` (the order accepted); the
+fill follows as another event, read here from an event stream opened before sending."""),
+    ("code", """with client.events(ProtoOAExecutionEvent, timeout=10) as executions:
+    accepted = client.request(ProtoOANewOrderReq(
+        ctidTraderAccountId=account_id, symbolId=eurusd.symbolId, orderType=ProtoOAOrderType.MARKET,
+        tradeSide=ProtoOATradeSide.BUY, volume=symbol.minVolume), timeout=10)
+    filled = next(e for e in executions
+                  if e.executionType == ProtoOAExecutionType.ORDER_FILLED
+                  and e.order.orderId == accepted.order.orderId)
+position_id = filled.position.positionId
+print("bought", volume_from_raw(symbol.minVolume), "units at", filled.deal.executionPrice, "position", position_id)"""),
+    ("md", "## Reconcile, then close the position (with a future this time)"),
+    ("code", """positions = client.request(ProtoOAReconcileReq(ctidTraderAccountId=account_id), timeout=10).position
+print([p.positionId for p in positions])
+assert position_id in [p.positionId for p in positions]
+
+with client.events(ProtoOAExecutionEvent, timeout=10) as executions:
+    future = client.send(ProtoOAClosePositionReq(ctidTraderAccountId=account_id, positionId=position_id,
+                                                 volume=symbol.minVolume))
+    future.result(timeout=10)
+    closing = next(e for e in executions
+                   if e.executionType == ProtoOAExecutionType.ORDER_FILLED and e.position.positionId == position_id)
+print("closed at", closing.deal.executionPrice)"""),
+    ("md", """## Close
+
+`close()` ends the connection and joins the client's threads; the simulator's `close()` does the
+same for its own. Nothing is left running, so this notebook can be run again in the same kernel."""),
+    ("code", """client.close()
+sim.close()"""),
+    ("code", """left = [t.name for t in threading.enumerate() if t.name.startswith("ctrader_sync")]
+print("ctrader_sync threads left:", left)
+assert left == [], left"""),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    """Return the quickstart notebook built from :data:`CELLS`."""
+    # fixed cell ids keep the file identical between runs of this script
+    cells = [new_markdown_cell(text, id=f"cell-{i:02d}") if kind == "md" else new_code_cell(text, id=f"cell-{i:02d}")
+             for i, (kind, text) in enumerate(CELLS, 1)]
+    nb = new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    })
+    nbformat.validate(nb)
+    return nb
+
+
+def main() -> int:
+    """Write the notebook next to this script."""
+    path = Path(__file__).resolve().parent / "quickstart.ipynb"
+    nbformat.write(build(), str(path))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
