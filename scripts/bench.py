@@ -670,7 +670,20 @@ def meta(args: argparse.Namespace, cfg: Settings) -> dict[str, Any]:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": _git_commit(),
     }
+
+
+def _git_commit() -> str | None:
+    """The measured commit (with ``+dirty`` when ``ctrader_sync/`` has local changes), if known."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ctrader_sync"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def _watchdog(seconds: float) -> None:
