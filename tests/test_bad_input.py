@@ -262,7 +262,7 @@ def test_duplicate_client_msg_id_while_queued_written_and_after_cancel() -> None
             with pytest.raises(InvalidRequestError, match="already pending"):
                 client.send(ProtoOAVersionReq(), clientMsgId="w")  # written, awaiting its answer
             sim.clear_faults()
-            assert [cid for _, cid in wire(sim)] == ["q", "w"]
+            wait_until(lambda: [cid for _, cid in wire(sim)] == ["q", "w"], what="q and w on the wire, once each")
         finally:
             client.close()
 

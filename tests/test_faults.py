@@ -29,6 +29,7 @@ import os
 import random
 import select
 import socket
+import struct
 import threading
 import time
 import tracemalloc
@@ -560,8 +561,9 @@ def test_account_disconnect_and_token_invalidated_end_requests_with_auth_errors_
 
 
 class RawServer:
-    """A plain TCP listener that misbehaves: ``close`` (accept, close), ``garbage`` (send text that
-    is not TLS, then close) or ``silent`` (accept, never answer).  Counts accepted connections."""
+    """A plain TCP listener that misbehaves: ``close`` (read the ClientHello, close), ``reset`` (read
+    it, reset), ``garbage`` (send text that is not TLS, then close) or ``silent`` (accept, never
+    answer).  Counts accepted connections."""
 
     def __init__(self, behaviour: str) -> None:
         self.behaviour = behaviour
@@ -584,6 +586,16 @@ class RawServer:
             except BlockingIOError:
                 continue
             self.accepted.append(time.monotonic())
+            if self.behaviour in ("close", "reset"):
+                # read the ClientHello first, so that closing sends a FIN (close) or, with a zero
+                # linger, a RST (reset) deterministically
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                except OSError:
+                    pass
+                if self.behaviour == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             if self.behaviour == "garbage":
                 try:
                     conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
