@@ -71,6 +71,7 @@ _ORDER_ERROR_EVENT = 2132
 _EXECUTION_EVENT = 2126
 _CLIENT_DISCONNECT_EVENT = 2148
 _SESSION_EVENTS = frozenset({2147, 2164})  # token invalidated, account disconnected
+_SPECIAL_TYPES = _SESSION_EVENTS | {_CLIENT_DISCONNECT_EVENT}
 _ERROR_TYPES = frozenset({_ERROR_RES, _OA_ERROR_RES, _ORDER_ERROR_EVENT})
 
 HISTORICAL_PAYLOAD_TYPES = frozenset({
@@ -215,13 +216,20 @@ class Client:
             ssl_context = ssl.create_default_context()
             ssl_context.check_hostname = False
             ssl_context.verify_mode = ssl.CERT_NONE
+        elif ssl_context is not None and (ssl_context.verify_mode == ssl.CERT_NONE
+                                          or not ssl_context.check_hostname):
+            log.warning("ctrader_sync: the ssl_context given for %s:%d does not verify the server's "
+                        "certificate%s; use dangerously_skip_tls_verification=True to say so explicitly",
+                        host, port, "" if ssl_context.verify_mode == ssl.CERT_NONE else " host name")
         self._ssl_context = ssl_context or default_ssl_context()
 
         self._number = next(_client_numbers)
         self._ids = itertools.count(1)
         self._id_prefix = f"cs{self._number}-"
 
-        self._lock = threading.Lock()
+        # One re-entrant lock guards the client's state and the state of all of its futures (see
+        # _pending.RequestFuture), so claiming, answering and cancelling a request never race.
+        self._lock = threading.RLock()
         self._wcond = threading.Condition(self._lock)
         self._scond = threading.Condition(self._lock)
         self._queue: deque[Request] = deque()
@@ -229,7 +237,10 @@ class Client:
         self._pqueue: deque[Request] = deque()
         self._retry: list[tuple[float, int, Request]] = []
         self._pending: dict[str, Request] = {}
-        self._timers: list[tuple[float, int, Request]] = []
+        # Response deadlines: one FIFO per timeout value (deadline = write time + timeout, so each is
+        # in order); entries hold only (deadline, cid), never the request, so answered requests are
+        # freed at once.
+        self._timers: dict[float, deque[tuple[float, str]]] = {}
         self._seq = itertools.count()
         if numberOfMessagesToSendPerSecond:
             self._limiter: SlidingWindowLimiter | None = SlidingWindowLimiter(
@@ -246,6 +257,7 @@ class Client:
         self._gave_up: BaseException | None = None
         self._last_error: BaseException | None = None
         self._writer_waiting = False
+        self._writing = False  # a thread is writing to the socket (the writer or an inline send)
         self._last_write = time.monotonic()
         self._connections = 0
         self._session: SessionState | None = None
@@ -402,7 +414,7 @@ class Client:
             except OSError:
                 pass
             for request in requests:
-                request.future._fail(ClientClosedError("the client was closed before the answer arrived"))
+                request._fail(ClientClosedError("the client was closed before the answer arrived"))
             if conn is not None:
                 self._lose(conn, ClientClosedError("the client was closed"))
         deadline = time.monotonic() + 0.9
@@ -471,29 +483,72 @@ class Client:
             raise InvalidRequestError(
                 f"{type(message).__name__} is not a request: send a ...Req message or a ProtoHeartbeatEvent")
         pt, expect = kind
-        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else str(clientMsgId)
-        frame = self._encoder.encode(message, cid)
         wait = timeout if timeout is not None else responseTimeoutInSeconds
-        future = RequestFuture(cid, pt, self._dispatcher.post)
-        request = Request(cid, frame, future, expect, pt in self._historical,
-                          float(wait) if wait is not None else self.response_timeout, next(self._seq))
+        if wait is not None and not (0 < wait < float("inf")):
+            raise InvalidRequestError(f"timeout must be a positive number of seconds, not {wait!r}")
+        cid = self._new_id() if clientMsgId is None else str(clientMsgId)
+        frame = self._encoder.encode(message, cid)
+        request = future = RequestFuture(cid, pt, self._lock, self._dispatcher.post, frame, expect,
+                                         pt in self._historical,
+                                         float(wait) if wait is not None else self.response_timeout,
+                                         next(self._seq))
         if pt in SESSION_TYPES:
             request.message = message
-        self._enqueue(request)
         future._on_cancel = self._cancelled
+        if clientMsgId is None:
+            request.message = message  # kept until queued, to re-encode if a user id took the id
+        inline = self._enqueue(request, generated=clientMsgId is None)
+        if inline is not None:
+            self._write_inline(inline, request)
         return future
 
-    def _enqueue(self, request: Request) -> None:
+    def _new_id(self) -> str:
+        """A ``clientMsgId`` not pending now (a user may have chosen one that looks generated)."""
+        cid = self._id_prefix + str(next(self._ids))
+        while cid in self._pending:
+            cid = self._id_prefix + str(next(self._ids))
+        return cid
+
+    def _enqueue(self, request: Request, generated: bool = True) -> _Conn | None:
+        """Register and queue a request; return the connection if the caller must write it inline."""
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the client is closed")
             if self._gave_up is not None:
                 raise ConnectError(f"the client gave up connecting: {self._gave_up}")
             if request.cid in self._pending:
-                raise InvalidRequestError(f"clientMsgId {request.cid!r} is already pending")
+                if not generated:
+                    raise InvalidRequestError(f"clientMsgId {request.cid!r} is already pending")
+                # A user id took this generated id between _new_id() and now: take another.
+                request.cid = self._new_id()
+                request.frame = self._encoder.encode(request.message, request.cid)
+            if request.payloadType not in SESSION_TYPES:
+                request.message = None
             if len(self._pending) >= self.max_pending:
                 raise QueueFullError(f"{len(self._pending)} requests pending (max_pending={self.max_pending})")
-            self._pending[request.cid] = request
+            pending = self._pending
+            conn = self._conn
+            if (not pending and conn is not None and conn.ready and not self._writing and not request.priority
+                    and not conn.tls.backlog):
+                # Fast path for latency: nothing is queued or awaiting an answer and nobody is
+                # writing; if the limits allow, the caller's thread writes the frame itself (no
+                # hand-off to the writer thread).  With requests in flight the writer thread takes
+                # over, batching many frames per TLS write for throughput.
+                now = time.monotonic()
+                limiter, hlimiter = self._limiter, self._hlimiter
+                if ((limiter is None or limiter.wait_time(now) == 0.0)
+                        and (not request.historical or hlimiter is None or hlimiter.wait_time(now) == 0.0)):
+                    pending[request.cid] = request
+                    request._claim()
+                    self._mark_written(request, now)
+                    if limiter is not None:
+                        limiter.record(now)
+                        if request.historical and hlimiter is not None:
+                            hlimiter.record(now)
+                    self._writing = True
+                    self._last_write = now
+                    return conn
+            pending[request.cid] = request
             if request.priority:
                 self._pqueue.append(request)
             elif request.historical and self._hlimiter is not None:
@@ -502,6 +557,24 @@ class Client:
                 self._queue.append(request)
             if self._writer_waiting:
                 self._wcond.notify()
+            return None
+
+    def _write_inline(self, conn: _Conn, request: Request) -> None:
+        """Write one claimed request from the caller's thread without blocking; whatever the socket
+        does not take now is left to the writer thread."""
+        try:
+            complete = conn.tls.send_nowait(request.frame)
+        except Interrupted:
+            complete = True
+        except (OSError, ssl.SSLError) as exc:
+            complete = True
+            self._lose(conn, ConnectionLostError(f"write failed: {exc}"))
+        with self._lock:
+            self._writing = False
+            if (not complete or self._queue or self._pqueue or self._hqueue) and self._writer_waiting:
+                self._wcond.notify()
+        if request.expect == EXPECT_NOTHING:
+            request._resolve(None)
 
     def request(self, message: Message | int | str, timeout: float | None = None, **fields: Any) -> Any:
         """Send and wait: ``send(message, ...).result()``, with ``timeout`` for both queueing and answer.
@@ -522,8 +595,8 @@ class Client:
     def _cancelled(self, future: RequestFuture) -> None:
         with self._lock:
             request = self._pending.get(future.clientMsgId)
-            if request is not None and request.future is future and not request.written:
-                del self._pending[future.clientMsgId]  # never written: the id is free again
+            if request is future and not future.written:
+                self._pending.pop(future.clientMsgId, None)  # never written: the id is free again
 
     # -- writer -------------------------------------------------------------------------------
 
@@ -545,17 +618,17 @@ class Client:
             best: Request | None = None
             source: Any = None
             for q in queues:
-                while q and q[0].future._state != "PENDING":
+                while q and q[0]._state != "PENDING":
                     dead = q.popleft()  # cancelled (or failed) before being written
                     if pending.get(dead.cid) is dead:
-                        del pending[dead.cid]
+                        pending.pop(dead.cid, None)
                 if q and (best is None or q[0].seq < best.seq):
                     best, source = q[0], q
             if conn.ready and retry:
-                while retry and retry[0][2].future._state != "PENDING":
+                while retry and retry[0][2]._state != "PENDING":
                     dead = heapq.heappop(retry)[2]
                     if pending.get(dead.cid) is dead:
-                        del pending[dead.cid]
+                        pending.pop(dead.cid, None)
                 if retry:
                     if retry[0][0] <= now:
                         if best is None or retry[0][2].seq < best.seq:
@@ -580,18 +653,11 @@ class Client:
                 heapq.heappop(retry)
             else:
                 source.popleft()
-            if not best.future._claim():
+            if not best._claim():
                 if pending.get(best.cid) is best:
-                    del pending[best.cid]
+                    pending.pop(best.cid, None)
                 continue
-            best.written = True
-            best.deadline = now + best.timeout
-            if best.expect != EXPECT_NOTHING:
-                if not self._timers or best.deadline < self._timers[0][0]:
-                    self._scond.notify_all()
-                heapq.heappush(self._timers, (best.deadline, best.seq, best))
-            else:
-                del pending[best.cid]
+            self._mark_written(best, now)
             if limiter is not None:
                 limiter.record(now)
                 free -= 1
@@ -602,6 +668,18 @@ class Client:
             size += len(best.frame)
         return batch, max(wait, 0.0)
 
+    def _mark_written(self, request: Request, now: float) -> None:
+        """Bookkeeping for a claimed request about to be written (under the lock)."""
+        if request.expect == EXPECT_NOTHING:
+            del self._pending[request.cid]
+            return
+        request.deadline = deadline = now + request.timeout
+        fifo = self._timers.get(request.timeout)
+        if fifo is None:
+            fifo = self._timers[request.timeout] = deque()
+            self._scond.notify_all()  # a new timeout value: the supervisor recomputes its wait
+        fifo.append((deadline, request.cid))
+
     def _write_loop(self) -> None:
         heartbeat = self._encoder.encode(Protobuf.get(_HEARTBEAT))
         while True:
@@ -611,12 +689,13 @@ class Client:
                         return
                     conn = self._conn
                     wait = 1.0
-                    if conn is not None and not conn.lost:
+                    if conn is not None and not conn.lost and not self._writing:
                         now = time.monotonic()
                         batch, wait = self._take_batch(conn, now)
                         beat = (self.heartbeat_interval > 0
                                 and now - self._last_write >= self.heartbeat_interval)
-                        if batch or beat or conn.tls.flush_needed:
+                        if batch or beat or conn.tls.flush_needed or conn.tls.backlog:
+                            self._writing = True
                             break
                         if self.heartbeat_interval > 0:
                             wait = min(wait, self._last_write + self.heartbeat_interval - now)
@@ -635,12 +714,15 @@ class Client:
             except (OSError, ssl.SSLError) as exc:
                 self._lose(conn, ConnectionLostError(f"write failed: {exc}"))
                 continue
+            finally:
+                with self._lock:
+                    self._writing = False
             for request in batch:
                 if request.expect == EXPECT_NOTHING:
-                    request.future._resolve(None)
+                    request._resolve(None)
             if log.isEnabledFor(logging.DEBUG) and batch:
                 log.debug("ctrader_sync: wrote %d request(s): %s", len(batch),
-                          ", ".join(f"{r.future.payloadType}/{r.cid}" for r in batch[:8]))
+                          ", ".join(f"{r.payloadType}/{r.cid}" for r in batch[:8]))
 
     # -- reader -------------------------------------------------------------------------------
 
@@ -692,52 +774,71 @@ class Client:
                 self._handle_frames(conn, frames)
 
     def _handle_frames(self, conn: _Conn, frames: list[Any]) -> None:
-        done: list[tuple[RequestFuture, bool, Any]] = []
-        items: list[tuple[Callable[..., Any], tuple[Any, ...], bool]] = []
-        disconnect: Any = None
-        on_message = self._on_message
-        handlers = self._handlers if self._any_handler else None
-        with self._lock:
-            pending = self._pending
-            for pt, cid, message in frames:
-                if cid is not None:
-                    request = pending.get(cid)
-                    if request is not None and request.written:
-                        self._match(request, pt, message, done)
-                if pt == _CLIENT_DISCONNECT_EVENT:
-                    disconnect = message
-                elif pt in _SESSION_EVENTS and self._session is not None:
-                    lost = self._session.event(pt, message)
-                    log.warning("ctrader_sync: accounts %s are no longer authorized (%s)", lost,
-                                type(message).__name__)
-                if handlers is not None or on_message is not None:
-                    if on_message is not None:
-                        items.append((on_message, (self, message), True))
-                    if handlers:
-                        for callback in handlers.get(pt, ()):
-                            items.append((callback, (message,), True))
-                        for callback in handlers.get(None, ()):
-                            items.append((callback, (message,), True))
-        for future, ok, value in done:
-            if ok:
-                future._resolve(value)
-            else:
-                future._fail(value)
-        if items:
-            self._dispatcher.post_batch(items)
-        if disconnect is not None:
-            reason = getattr(disconnect, "reason", "") or "no reason given"
-            self._lose(conn, ConnectionLostError(f"the server ended the session: {reason}"))
+        """Match answers to their requests and hand every message to the callbacks.
 
-    def _match(self, request: Request, pt: int, message: Any,
-               done: list[tuple[RequestFuture, bool, Any]]) -> None:
-        """Apply an answer to its request (under the lock)."""
+        The common case (a plain answer) takes no client lock: the request is claimed by an atomic
+        ``dict.pop`` on the pending table, which every other remover (cancel, timeout, loss, close)
+        also uses with an identity check, so exactly one of them ends the request.  Error answers
+        (which may be re-sent) and session-changing answers take the lock.
+        """
+        pending = self._pending
+        specials = []
+        for frame in frames:
+            pt, cid, message = frame
+            if cid is not None:
+                request = pending.get(cid)
+                if request is not None and request.written:
+                    if pt in _ERROR_TYPES or request.message is not None:
+                        with self._lock:
+                            if pending.get(cid) is request:
+                                self._match_locked(request, pt, message)
+                    elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
+                        pass  # not the answer this request waits for; it still reaches the callbacks
+                    elif pending.pop(cid, None) is request:
+                        request._resolve(message)
+            if pt in _SPECIAL_TYPES:
+                specials.append(frame)
+        if specials and self._session is not None:
+            with self._lock:
+                session = self._session
+                for pt, _, message in specials:
+                    if pt in _SESSION_EVENTS and session is not None:
+                        lost = session.event(pt, message)
+                        log.warning("ctrader_sync: accounts %s are no longer authorized (%s)", lost,
+                                    type(message).__name__)
+        if self._any_handler:
+            deliver = self._deliver
+            self._dispatcher.post_batch([(deliver, (f[0], f[2]), True) for f in frames])
+        for pt, _, message in specials:
+            if pt == _CLIENT_DISCONNECT_EVENT:
+                reason = getattr(message, "reason", "") or "no reason given"
+                self._lose(conn, ConnectionLostError(f"the server ended the session: {reason}"))
+
+    def _deliver(self, pt: int, message: Message) -> None:
+        """Run the callbacks for one received message (on the dispatcher thread)."""
+        on_message = self._on_message
+        if on_message is not None:
+            try:
+                on_message(self, message)
+            except Exception:
+                log.exception("ctrader_sync: the message callback raised; I/O continues")
+        handlers = self._handlers
+        for key in (pt, None):
+            for callback in handlers.get(key, ()):
+                try:
+                    callback(message)
+                except Exception:
+                    log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
+                                  type(message).__name__, getattr(callback, "__qualname__", callback))
+
+    def _match_locked(self, request: Request, pt: int, message: Any) -> None:
+        """Apply an error or session-changing answer to its request (under the lock)."""
+        pending = self._pending
         if pt in _ERROR_TYPES:
             error = server_error_from_message(message)
             if (isinstance(error, RateLimitError) and request.retries < self.rate_limit_retries
-                    and request.future._unclaim()):
+                    and request._unclaim()):
                 request.retries += 1
-                request.written = False
                 delay = error.retry_after if error.retry_after else min(8.0, 0.5 * 2 ** (request.retries - 1))
                 request.not_before = time.monotonic() + delay
                 heapq.heappush(self._retry, (request.not_before, request.seq, request))
@@ -745,15 +846,15 @@ class Client:
                          request.retries, delay)
                 self._wcond.notify()
                 return
-            del self._pending[request.cid]
-            done.append((request.future, False, error))
+            del pending[request.cid]
+            request._fail(error)
         elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
             return  # not the answer this request waits for; it still reaches the callbacks
         else:
-            del self._pending[request.cid]
-            done.append((request.future, True, message))
-            if request.message is not None and self._session is not None:
-                self._session.answered(request.future.payloadType, request.message)
+            del pending[request.cid]
+            if self._session is not None:
+                self._session.answered(request.payloadType, request.message)
+            request._resolve(message)
 
     # -- supervisor ---------------------------------------------------------------------------
 
@@ -940,11 +1041,10 @@ class Client:
         """Send a session request that is written before ordinary requests (used during recovery)."""
         pt, expect = _KINDS[type(message)]
         cid = self._id_prefix + str(next(self._ids))
-        future = RequestFuture(cid, pt, self._dispatcher.post)
-        request = Request(cid, self._encoder.encode(message, cid), future, expect, pt in self._historical,
-                          timeout or self.response_timeout, next(self._seq), priority=True)
-        if pt in SESSION_TYPES:
-            request.message = message
+        request = future = RequestFuture(cid, pt, self._lock, self._dispatcher.post,
+                                         self._encoder.encode(message, cid), expect, pt in self._historical,
+                                         timeout or self.response_timeout, next(self._seq), priority=True)
+        request.message = message
         self._enqueue(request)
         return future
 
@@ -957,15 +1057,17 @@ class Client:
                 if self._closed or conn.lost:
                     return
                 now = time.monotonic()
-                timers = self._timers
-                while timers and timers[0][0] <= now:
-                    _, _, request = heapq.heappop(timers)
-                    if self._pending.get(request.cid) is request and request.written:
-                        del self._pending[request.cid]
-                        expired.append(request)
                 wait = 1.0
-                if timers:
-                    wait = min(wait, timers[0][0] - now)
+                pending = self._pending
+                for fifo in self._timers.values():
+                    while fifo and fifo[0][0] <= now:
+                        deadline, cid = fifo.popleft()
+                        request = pending.get(cid)
+                        if (request is not None and request.written and request.deadline == deadline
+                                and pending.pop(cid, None) is request):  # the reader may have won
+                            expired.append(request)
+                    if fifo:
+                        wait = min(wait, fifo[0][0] - now)
                 if self.receive_timeout:
                     silent = now - conn.last_rx
                     if silent >= self.receive_timeout:
@@ -976,8 +1078,8 @@ class Client:
                     self._scond.wait(max(0.001, wait))
                     continue
             for request in expired:
-                request.future._fail(RequestTimeoutError(
-                    f"no answer to {request.cid} (payload type {request.future.payloadType}) within "
+                request._fail(RequestTimeoutError(
+                    f"no answer to {request.cid} (payload type {request.payloadType}) within "
                     f"{request.timeout:g} s of writing it"))
             if dead:
                 log.warning("ctrader_sync: nothing received from %s:%d for %.1f s; reconnecting",
@@ -994,11 +1096,10 @@ class Client:
             conn.reason = reason
             if self._conn is conn:
                 self._conn = None
-            written = [r for r in self._pending.values() if r.written]
-            for request in written:
-                del self._pending[request.cid]
-            self._timers = [t for t in self._timers if not t[2].written or t[2].cid in self._pending]
-            heapq.heapify(self._timers)
+            pending = self._pending
+            written = [r for r in list(pending.values())
+                       if r.written and pending.pop(r.cid, None) is r]  # the reader may pop concurrently
+            self._timers.clear()  # every written request just failed
             self._scond.notify_all()
             self._wcond.notify()
         conn.tls.close()
@@ -1009,7 +1110,7 @@ class Client:
                 f"connection lost after {request.cid} was written and before its answer ({reason}); "
                 "it was not re-sent")
             error.__cause__ = reason
-            request.future._fail(error)
+            request._fail(error)
         if self._on_disconnected is not None:
             self._dispatcher.post(self._on_disconnected, self, reason)
 
@@ -1032,5 +1133,5 @@ class Client:
             else:
                 error = ConnectError(f"could not connect to {self.host}:{self.port}: {reason}")
             error.__cause__ = reason
-            request.future._fail(error)
+            request._fail(error)
 

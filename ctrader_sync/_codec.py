@@ -53,6 +53,8 @@ def encode_varint(value: int) -> bytes:
 
 
 _PREFIX: dict[type[Message], bytes] = {cls: b"\x08" + encode_varint(pt) for cls, pt in TYPE_OF.items()}
+_HEAD: dict[type[Message], bytes] = {cls: prefix + b"\x12" for cls, prefix in _PREFIX.items()}
+_SMALL = [bytes((i,)) for i in range(0x80)]
 
 
 def _missing_fields(message: Message) -> str:
@@ -131,12 +133,38 @@ class TcpProtocol:
         Raises:
             InvalidRequestError: see :meth:`encode_body`, or the frame exceeds ``max_frame_size``.
         """
-        body = self.encode_body(message, clientMsgId)
-        if len(body) > self.max_frame_size:
+        head = _HEAD.get(type(message))
+        if head is None:  # a ready ProtoMessage, or not an Open API message (the slow path explains)
+            body = self.encode_body(message, clientMsgId)
+            size = len(body)
+            if size > self.max_frame_size:
+                raise InvalidRequestError(
+                    f"{type(message).__name__} encodes to {size} bytes, over the frame limit "
+                    f"of {self.max_frame_size}")
+            return size.to_bytes(4, "big") + body
+        try:
+            payload = message.SerializeToString()
+        except EncodeError:
             raise InvalidRequestError(
-                f"{type(message).__name__} encodes to {len(body)} bytes, over the frame limit "
-                f"of {self.max_frame_size}")
-        return len(body).to_bytes(4, "big") + body
+                f"{type(message).__name__} is missing required fields: {_missing_fields(message)}"
+            ) from None
+        # Hand-built envelope, one allocation: payloadType (field 1), payload (2), clientMsgId (3).
+        n = len(payload)
+        n_bytes = _SMALL[n] if n < 0x80 else encode_varint(n)
+        if clientMsgId is None:
+            size = len(head) + len(n_bytes) + n
+            if size > self.max_frame_size:
+                raise InvalidRequestError(f"{type(message).__name__} encodes to {size} bytes, over the "
+                                          f"frame limit of {self.max_frame_size}")
+            return b"".join((size.to_bytes(4, "big"), head, n_bytes, payload))
+        cid = clientMsgId.encode("utf-8")
+        m = len(cid)
+        m_bytes = _SMALL[m] if m < 0x80 else encode_varint(m)
+        size = len(head) + len(n_bytes) + n + 1 + len(m_bytes) + m
+        if size > self.max_frame_size:
+            raise InvalidRequestError(f"{type(message).__name__} encodes to {size} bytes, over the "
+                                      f"frame limit of {self.max_frame_size}")
+        return b"".join((size.to_bytes(4, "big"), head, n_bytes, payload, b"\x1a", m_bytes, cid))
 
     # -- decoding -------------------------------------------------------------------------
 

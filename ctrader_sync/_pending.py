@@ -8,12 +8,22 @@ Cancel semantics (as the old SDK documents them, made exact):
 
 ``concurrent.futures.Future`` refuses to cancel a RUNNING future, so :class:`RequestFuture` changes
 exactly that: RUNNING here means "written", and cancelling it only drops the answer.
+
+Cost: a stock ``Future`` builds a ``threading.Condition`` (about 1.3 KB and a few microseconds)
+for every request.  A ``RequestFuture`` instead guards its state with its client's lock (an
+``RLock`` shared by all of that client's futures) and makes a condition only when a thread
+actually waits on it, so 100,000 pending requests stay well under 1 KB each.  Everything that
+``concurrent.futures.wait``/``as_completed`` rely on (``_condition``, ``_waiters``, the states) is
+kept, so those functions work unchanged.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures._base import (  # the states are part of Future's documented life cycle
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
@@ -25,6 +35,8 @@ from typing import Any
 
 __all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "Request", "RequestFuture"]
 
+log = logging.getLogger("ctrader_sync")
+
 EXPECT_RESPONSE = 0
 """The request has a ``...Res`` answer."""
 EXPECT_EXECUTION = 1
@@ -32,154 +44,39 @@ EXPECT_EXECUTION = 1
 EXPECT_NOTHING = 2
 """No answer (a heartbeat): the future resolves to ``None`` once the frame is written."""
 
+_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
+
 
 class RequestFuture(Future):  # type: ignore[type-arg]
     """The future ``Client.send()`` returns: a ``concurrent.futures.Future`` for the answer.
 
     Attributes:
-        clientMsgId: the ``clientMsgId`` the request carries on the wire.
         payloadType: the request's payload type.
+        cancelled_before_write: after a successful ``cancel()``, True if the request had not been
+            written (it never will be), False if it had (its answer is discarded); else ``None``.
     """
 
-    __slots__ = ("_on_cancel", "_post", "cancelled_before_write", "clientMsgId", "payloadType")
+    # The future is also the client's record of the request (one object per request, not two).
+    __slots__ = ("_cond", "_done_callbacks", "_exception", "_lock", "_on_cancel", "_post", "_result",
+                 "_state", "_waiters", "_written", "cancelled_before_write", "cid", "deadline", "expect",
+                 "frame", "historical", "message", "not_before", "payloadType", "priority", "retries", "seq",
+                 "timeout")
 
-    def __init__(self, clientMsgId: str, payloadType: int,
-                 post: Callable[[Callable[[], None]], None] | None = None) -> None:
-        super().__init__()
-        self.clientMsgId = clientMsgId
+    def __init__(self, clientMsgId: str, payloadType: int, lock: threading.RLock | None = None,
+                 post: Callable[[Callable[[], None]], None] | None = None, frame: bytes = b"",
+                 expect: int = EXPECT_RESPONSE, historical: bool = False, timeout: float = 30.0,
+                 seq: int = 0, priority: bool = False) -> None:
+        # Future.__init__ is deliberately not called: it would build a Condition per request.
+        self._lock = lock if lock is not None else threading.RLock()
+        self._cond: threading.Condition | None = None
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
+        self.cid = clientMsgId
         self.payloadType = payloadType
-        self._post = post
-        self._on_cancel: Callable[[RequestFuture], None] | None = None
-        self.cancelled_before_write: bool | None = None
-        """After a successful ``cancel()``: True if the request had not been written (it never will
-        be), False if it had (its answer is discarded); ``None`` if not cancelled."""
-
-    def __repr__(self) -> str:
-        return f"<RequestFuture {self.clientMsgId} type={self.payloadType} state={self._state}>"
-
-    @property
-    def written(self) -> bool:
-        """True once the request was handed to the connection (it may have reached the server)."""
-        return self._state != PENDING
-
-    def cancel(self) -> bool:
-        """Cancel the request; see the module docs. Returns False only if it was already answered."""
-        with self._condition:
-            if self._state == FINISHED:
-                return False
-            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
-                return True
-            self.cancelled_before_write = self._state == PENDING
-            self._state = CANCELLED_AND_NOTIFIED
-            for waiter in self._waiters:
-                waiter.add_cancelled(self)
-            self._condition.notify_all()
-        hook = self._on_cancel
-        if hook is not None:
-            hook(self)
-        self._invoke_callbacks()
-        return True
-
-    def set_running_or_notify_cancel(self) -> bool:
-        """Claim the request for writing: False if it was cancelled (it must not be written)."""
-        with self._condition:
-            if self._state == PENDING:
-                self._state = RUNNING
-                return True
-            if self._state == CANCELLED:
-                self._state = CANCELLED_AND_NOTIFIED
-                for waiter in self._waiters:
-                    waiter.add_cancelled(self)
-            return False
-
-    def _claim(self) -> bool:
-        # Writer fast path: PENDING -> RUNNING; the state read and write are atomic under the GIL
-        # only with the condition held, so take it.
-        with self._condition:
-            if self._state == PENDING:
-                self._state = RUNNING
-                return True
-            return False
-
-    def _unclaim(self) -> bool:
-        """Put a written request back to "not written" (for a re-send); False if it was cancelled."""
-        with self._condition:
-            if self._state == RUNNING:
-                self._state = PENDING
-                return True
-            return False
-
-    def _invoke_callbacks(self) -> None:
-        # Done-callbacks run on the client's dispatcher thread, never on the reader.
-        pending: list[Callable[[Future[Any]], object]] = self._done_callbacks  # type: ignore[has-type]
-        if pending and self._post is not None:
-            callbacks = pending
-            self._done_callbacks = []  # type: ignore[var-annotated]
-            self._post(lambda: _run_callbacks(self, callbacks))
-            return
-        super()._invoke_callbacks()  # type: ignore[misc]
-
-    def _resolve(self, result: Any) -> bool:
-        """Set the result unless cancelled or done; True if it was set."""
-        with self._condition:
-            if self._state not in (PENDING, RUNNING):
-                return False
-            self._result = result
-            self._state = FINISHED
-            for waiter in self._waiters:
-                waiter.add_result(self)
-            self._condition.notify_all()
-        self._invoke_callbacks()
-        return True
-
-    def _fail(self, exc: BaseException) -> bool:
-        """Set the exception unless cancelled or done; True if it was set."""
-        with self._condition:
-            if self._state not in (PENDING, RUNNING):
-                return False
-            self._exception = exc
-            self._state = FINISHED
-            for waiter in self._waiters:
-                waiter.add_exception(self)
-            self._condition.notify_all()
-        self._invoke_callbacks()
-        return True
-
-
-def _run_callbacks(future: RequestFuture, callbacks: list[Callable[[Future[Any]], object]]) -> None:
-    import logging
-
-    for callback in callbacks:
-        try:
-            callback(future)
-        except Exception:
-            logging.getLogger("ctrader_sync").exception("ctrader_sync: a future's done-callback raised")
-
-
-class Request:
-    """The client's record of one request, from ``send()`` until it ends."""
-
-    __slots__ = (
-        "cid",
-        "deadline",
-        "expect",
-        "frame",
-        "future",
-        "historical",
-        "message",
-        "not_before",
-        "priority",
-        "retries",
-        "seq",
-        "timeout",
-        "written",
-    )
-
-    def __init__(self, cid: str, frame: bytes, future: RequestFuture, expect: int, historical: bool,
-                 timeout: float, seq: int, priority: bool = False) -> None:
-        self.cid = cid
         self.frame = frame
-        self.future = future
         self.expect = expect
         self.historical = historical
         self.timeout = timeout
@@ -188,5 +85,213 @@ class Request:
         self.not_before = 0.0
         self.seq = seq
         self.priority = priority
-        self.written = False
-        self.message: Any = None  # kept only for requests whose success the session records
+        self.message: Any = None  # kept only while needed (re-encoding, or session bookkeeping)
+        self._post = post
+        self._on_cancel: Callable[[RequestFuture], None] | None = None
+        self.cancelled_before_write: bool | None = None
+        self._written = False
+
+    @property
+    def clientMsgId(self) -> str:
+        """The ``clientMsgId`` the request carries on the wire."""
+        return self.cid
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        # Created on first use (a thread waits, or concurrent.futures.wait() inspects the future);
+        # it shares the client's lock, so state changes and waits never miss each other.
+        cond = self._cond
+        if cond is None:
+            with self._lock:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition(self._lock)
+        return cond
+
+    def __repr__(self) -> str:
+        return f"<RequestFuture {self.clientMsgId} type={self.payloadType} state={self._state}>"
+
+    # -- state queries ------------------------------------------------------------------------
+
+    @property
+    def written(self) -> bool:
+        """True once the request was handed to the connection (it may have reached the server)."""
+        return self._written
+
+    def cancelled(self) -> bool:
+        """True if the request was cancelled."""
+        return self._state in _CANCELLED
+
+    def running(self) -> bool:
+        """True while the request is written and not yet answered."""
+        return self._state == RUNNING
+
+    def done(self) -> bool:
+        """True if the future is answered, failed or cancelled."""
+        return self._state in (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED)
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def _wait_done(self, timeout: float | None) -> None:
+        """Wait (holding the lock) until done or ``timeout``; raise TimeoutError on timeout."""
+        if self._state in (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED):
+            return
+        cond = self._condition
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._state not in (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED):
+            if deadline is None:
+                cond.wait()
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError()
+                cond.wait(remaining)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Return the answer, waiting up to ``timeout`` seconds.
+
+        Raises:
+            CancelledError: the request was cancelled.
+            TimeoutError: ``timeout`` passed (the request stays pending).
+            Exception: the request's failure (``ServerError``, ``RequestTimeoutError``, ...).
+        """
+        state = self._state
+        if state == FINISHED:  # fast path, no lock: FINISHED is final
+            if self._exception is not None:
+                raise self._exception
+            return self._result
+        with self._lock:
+            self._wait_done(timeout)
+            if self._state in _CANCELLED:
+                raise CancelledError()
+            if self._exception is not None:
+                try:
+                    raise self._exception
+                finally:
+                    self = None  # type: ignore[assignment]  # break the traceback cycle
+            return self._result
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Return the request's failure (or ``None`` if it was answered), waiting up to ``timeout``."""
+        with self._lock:
+            self._wait_done(timeout)
+            if self._state in _CANCELLED:
+                raise CancelledError()
+            return self._exception
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+        """Call ``fn(future)`` when done: on the client's dispatcher thread, or at once if already done."""
+        with self._lock:
+            if self._state not in (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED):
+                self._done_callbacks.append(fn)
+                return
+        try:
+            fn(self)
+        except Exception:
+            log.exception("ctrader_sync: a future's done-callback raised")
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Cancel the request; see the module docs. Returns False only if it was already answered."""
+        with self._lock:
+            state = self._state
+            if state == FINISHED:
+                return False
+            if state in _CANCELLED:
+                return True
+            self.cancelled_before_write = state == PENDING
+            self._state = CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            if self._cond is not None:
+                self._cond.notify_all()
+            hook = self._on_cancel
+            if hook is not None:
+                hook(self)
+        self._invoke_callbacks()
+        return True
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """Claim the request for writing: False if it was cancelled (it must not be written)."""
+        with self._lock:
+            return self._claim()
+
+    def _claim(self) -> bool:
+        """PENDING -> RUNNING (written). Caller holds the lock."""
+        if self._state == PENDING:
+            self._state = RUNNING
+            self._written = True
+            return True
+        return False
+
+    def _unclaim(self) -> bool:
+        """RUNNING -> PENDING, for a re-send after a rate-limit refusal. Caller holds the lock."""
+        if self._state == RUNNING:
+            self._state = PENDING
+            self._written = False
+            return True
+        return False
+
+    def set_result(self, result: Any) -> None:
+        """Resolve the future (for completeness; the client uses :meth:`_resolve`)."""
+        self._resolve(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """Fail the future (for completeness; the client uses :meth:`_fail`)."""
+        self._fail(exception or RuntimeError("no exception given"))
+
+    def _resolve(self, result: Any) -> bool:
+        """Set the result unless cancelled or done; True if it was set."""
+        with self._lock:
+            if self._state not in (PENDING, RUNNING):
+                return False
+            self._result = result
+            self._state = FINISHED
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            if self._cond is not None:
+                self._cond.notify_all()
+            callbacks = self._done_callbacks
+        if callbacks:
+            self._invoke_callbacks()
+        return True
+
+    def _fail(self, exc: BaseException) -> bool:
+        """Set the exception unless cancelled or done; True if it was set."""
+        with self._lock:
+            if self._state not in (PENDING, RUNNING):
+                return False
+            self._exception = exc
+            self._state = FINISHED
+            for waiter in self._waiters:
+                waiter.add_exception(self)
+            if self._cond is not None:
+                self._cond.notify_all()
+            callbacks = self._done_callbacks
+        if callbacks:
+            self._invoke_callbacks()
+        return True
+
+    def _invoke_callbacks(self) -> None:
+        # Done-callbacks run on the client's dispatcher thread, never on the reader.
+        with self._lock:
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        if not callbacks:
+            return
+        if self._post is not None:
+            self._post(lambda: _run_callbacks(self, callbacks))
+        else:
+            _run_callbacks(self, callbacks)
+
+
+def _run_callbacks(future: RequestFuture, callbacks: list[Callable[[Future[Any]], object]]) -> None:
+    for callback in callbacks:
+        try:
+            callback(future)
+        except Exception:
+            log.exception("ctrader_sync: a future's done-callback raised")
+
+
+Request = RequestFuture
+"""The client's record of a request is its future (see ``RequestFuture.__slots__``)."""

@@ -65,6 +65,9 @@ class TLSConnection:
         self._closed = False
         self.flush_needed = False
         """Set by the reader when TLS produced bytes to send (e.g. a key update); the writer sends them."""
+        self.backlog = b""
+        """Encrypted bytes an inline :meth:`send_nowait` could not hand to the socket; sent first by
+        the next :meth:`send`."""
 
     @property
     def version(self) -> str | None:
@@ -116,7 +119,8 @@ class TLSConnection:
     # -- writer side ------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Encrypt ``data`` and send it all (blocks while the peer does not read; close interrupts).
+        """Encrypt ``data`` and send it, after any backlog (blocks while the peer does not read;
+        close interrupts).  Only one thread at a time may call :meth:`send` or :meth:`send_nowait`.
 
         Raises:
             OSError, ssl.SSLError: transport or TLS failure.
@@ -127,7 +131,30 @@ class TLSConnection:
                 self._ssl.write(data)
             out = self._out.read()
             self.flush_needed = False
+        if self.backlog:
+            out, self.backlog = self.backlog + out, b""
         self._send_raw(out)
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Encrypt ``data`` and give the socket what it takes now, without waiting.
+
+        Returns True if everything was sent; otherwise the rest is kept in :attr:`backlog` for the
+        next :meth:`send` (the caller must then wake the writer).
+        """
+        with self._lock:
+            self._ssl.write(data)
+            out = self._out.read()
+            self.flush_needed = False
+        if self.backlog:
+            out, self.backlog = self.backlog + out, b""
+        try:
+            sent = self.sock.send(out)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(out):
+            self.backlog = out[sent:]
+            return False
+        return True
 
     def _send_raw(self, data: bytes) -> None:
         view = memoryview(data)

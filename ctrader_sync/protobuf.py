@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from .errors import UnknownPayloadTypeError
+from .errors import InvalidRequestError, UnknownPayloadTypeError
 from .messages import (
     OpenApiCommonMessages_pb2,
     OpenApiCommonModelMessages_pb2,
@@ -93,8 +93,17 @@ class Protobuf:
 
         ``Protobuf.get("ProtoOAVersionReq")``, ``Protobuf.get(2104)`` and
         ``Protobuf.get("VersionReq")`` all build a ``ProtoOAVersionReq``.
+
+        Raises:
+            UnknownPayloadTypeError: no message has that payload type or name.
+            InvalidRequestError: (a ``ValueError``) a field that does not exist, or a value of the
+                wrong type or out of its range (e.g. ``2**70`` for an ``int64``, an unknown enum value).
         """
-        return cls.get_type(payload)(**fields)
+        message_class = cls.get_type(payload)
+        try:
+            return message_class(**fields)
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequestError(f"{message_class.__name__}: {exc}") from None
 
     @staticmethod
     def payload_type(message: Message | type[Message]) -> int:

@@ -122,11 +122,14 @@ def test_bad_requests_fail_at_send_and_nothing_is_written() -> None:
             client.send(ProtoOAApplicationAuthReq(clientId="x"))  # required field missing
         with pytest.raises(KeyError):
             client.send("ProtoOANoSuchReq")
-        slow = client.send(ProtoOAVersionReq(), clientMsgId="dup")
+        sim.inject("drop", payload_type=VERSION)  # keep the first one pending
+        slow = client.send(ProtoOAVersionReq(), clientMsgId="dup", timeout=0.5)
         with pytest.raises(ValueError, match="already pending"):
             client.send(ProtoOAVersionReq(), clientMsgId="dup")
-        slow.result(10)
-        client.send(ProtoOAVersionReq(), clientMsgId="dup").result(10)  # free again once answered
+        with pytest.raises(RequestTimeoutError):
+            slow.result(10)
+        sim.clear_faults()
+        client.send(ProtoOAVersionReq(), clientMsgId="dup").result(10)  # free again once ended
         assert cids_on_wire(sim) == ["dup", "dup"]
 
 
