@@ -603,9 +603,12 @@ class Client:
     def _take_batch(self, conn: _Conn, now: float) -> tuple[list[Request], float]:
         """Claim the requests that may be written now (under the lock); return them and the wait
         until the next one may be."""
+        limiter, hlimiter = self._limiter, self._hlimiter
+        if (limiter is None and conn.ready and not self._pqueue and not self._hqueue and not self._retry
+                and self._queue):
+            return self._take_plain(now), 1.0
         batch: list[Request] = []
         size = 0
-        limiter, hlimiter = self._limiter, self._hlimiter
         free = limiter.available(now) if limiter is not None else 1 << 30
         hfree = hlimiter.available(now) if hlimiter is not None else 1 << 30
         wait = 1.0
@@ -667,6 +670,22 @@ class Client:
             batch.append(best)
             size += len(best.frame)
         return batch, max(wait, 0.0)
+
+    def _take_plain(self, now: float) -> list[Request]:
+        """Fast path of :meth:`_take_batch`: no limits, only ordinary requests queued (under the lock)."""
+        batch: list[Request] = []
+        queue, pending, mark = self._queue, self._pending, self._mark_written
+        size = 0
+        while queue and size < _MAX_BATCH_BYTES and len(batch) < _MAX_BATCH_FRAMES:
+            request = queue.popleft()
+            if not request._claim():  # cancelled (or failed) before being written
+                if pending.get(request.cid) is request:
+                    pending.pop(request.cid, None)
+                continue
+            mark(request, now)
+            batch.append(request)
+            size += len(request.frame)
+        return batch
 
     def _mark_written(self, request: Request, now: float) -> None:
         """Bookkeeping for a claimed request about to be written (under the lock)."""
@@ -807,29 +826,30 @@ class Client:
                         log.warning("ctrader_sync: accounts %s are no longer authorized (%s)", lost,
                                     type(message).__name__)
         if self._any_handler:
-            deliver = self._deliver
-            self._dispatcher.post_batch([(deliver, (f[0], f[2]), True) for f in frames])
+            self._dispatcher.post_events(self._deliver, frames)
         for pt, _, message in specials:
             if pt == _CLIENT_DISCONNECT_EVENT:
                 reason = getattr(message, "reason", "") or "no reason given"
                 self._lose(conn, ConnectionLostError(f"the server ended the session: {reason}"))
 
-    def _deliver(self, pt: int, message: Message) -> None:
-        """Run the callbacks for one received message (on the dispatcher thread)."""
+    def _deliver(self, frames: list[Any]) -> None:
+        """Run the callbacks for received messages, in order (on the dispatcher thread)."""
         on_message = self._on_message
-        if on_message is not None:
-            try:
-                on_message(self, message)
-            except Exception:
-                log.exception("ctrader_sync: the message callback raised; I/O continues")
         handlers = self._handlers
-        for key in (pt, None):
-            for callback in handlers.get(key, ()):
+        everything = handlers.get(None, ())
+        for pt, _, message in frames:
+            if on_message is not None:
                 try:
-                    callback(message)
+                    on_message(self, message)
                 except Exception:
-                    log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
-                                  type(message).__name__, getattr(callback, "__qualname__", callback))
+                    log.exception("ctrader_sync: the message callback raised; I/O continues")
+            for callbacks in (handlers.get(pt, ()), everything):
+                for callback in callbacks:
+                    try:
+                        callback(message)
+                    except Exception:
+                        log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
+                                      type(message).__name__, getattr(callback, "__qualname__", callback))
 
     def _match_locked(self, request: Request, pt: int, message: Any) -> None:
         """Apply an error or session-changing answer to its request (under the lock)."""

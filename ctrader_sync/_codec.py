@@ -6,6 +6,7 @@ serialized ``ProtoMessage`` {payloadType = 1 (uint32), payload = 2 (bytes), clie
 
 from __future__ import annotations
 
+import struct
 from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError, EncodeError, Message
@@ -26,6 +27,7 @@ DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 """Default cap on one frame's length (16 MiB): historical data answers can be megabytes."""
 
 _from_string = ProtoMessage.FromString
+_unpack_length = struct.Struct(">I").unpack_from
 
 
 class Frame(NamedTuple):
@@ -208,7 +210,7 @@ class TcpProtocol:
         limit = self.max_frame_size
         try:
             while total - pos >= 4:
-                length = int.from_bytes(view[pos:pos + 4], "big")
+                length = _unpack_length(view, pos)[0]
                 if length > limit:
                     raise FrameTooLargeError(length, limit)
                 end = pos + 4 + length

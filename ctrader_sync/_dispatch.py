@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Dispatcher"]
 
 log = logging.getLogger("ctrader_sync")
 
-Item = tuple[Callable[..., Any], tuple[Any, ...], bool]
+Item = tuple[Callable[..., Any], tuple[Any, ...], int]
+"""(callable, arguments, how many pushed events it carries: 0 for items that are never dropped)."""
 
 
 class Dispatcher:
@@ -45,24 +46,24 @@ class Dispatcher:
         with self._cond:
             if self._stopping:
                 return
-            self._items.append((fn, args, False))
+            self._items.append((fn, args, 0))
             self._cond.notify()
 
-    def post_batch(self, items: Iterable[Item]) -> None:
-        """Queue several items at once (one wake-up); droppable items beyond the limit are dropped."""
+    def post_events(self, fn: Callable[[list[Any]], Any], events: list[Any]) -> None:
+        """Queue ``fn(events)`` as one item (one wake-up for a whole read); events beyond the limit
+        (the newest ones) are dropped and counted."""
         dropped = 0
         with self._cond:
             if self._stopping:
                 return
-            append = self._items.append
-            for item in items:
-                if item[2]:
-                    if self._events >= self.max_events:
-                        dropped += 1
-                        continue
-                    self._events += 1
-                append(item)
-            self._cond.notify()
+            room = self.max_events - self._events
+            if room < len(events):
+                dropped = len(events) - max(room, 0)
+                events = events[:max(room, 0)]
+            if events:
+                self._events += len(events)
+                self._items.append((fn, (events,), len(events)))
+                self._cond.notify()
         if dropped:
             before = self.dropped
             self.dropped += dropped

@@ -112,6 +112,8 @@ class TLSConnection:
                 if not chunk:
                     break
                 chunks.append(chunk)
+                if not self._in.pending and not self._ssl.pending():
+                    break  # all consumed: skip the SSLWantReadError a further read would raise
             if self._out.pending:
                 self.flush_needed = True
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -240,6 +242,16 @@ def _handshake(sock: socket.socket, context: ssl.SSLContext, server_hostname: st
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     sslobj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_hostname)
     conn = TLSConnection(sock, sslobj, incoming, outgoing, wake)
+    try:
+        return _handshake_loop(conn, sslobj, incoming, sock, deadline, wake, where, timeout)
+    except OSError as exc:  # reset or broken pipe while handshaking (SSLError is handled inside)
+        if isinstance(exc, ssl.SSLError):
+            raise
+        raise ConnectError(f"TLS handshake with {where} failed: {exc}") from exc
+
+
+def _handshake_loop(conn: TLSConnection, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO, sock: socket.socket,
+                    deadline: float, wake: socket.socket, where: str, timeout: float) -> TLSConnection:
     while True:
         try:
             sslobj.do_handshake()
