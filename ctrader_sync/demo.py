@@ -163,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-file", help="CA certificate to trust for --host (default: certifi's bundle)")
     p.add_argument("--symbol", default="EURUSD", help="symbol to show and trade (default EURUSD)")
     p.add_argument("--trade", action="store_true",
-                   help="with --demo/--live/--host: also place a minimal market order and close it")
+                   help="with --demo/--live/--host: also place a minimal market order and close it "
+                        "(with --live that is a real order with real money)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the progress lines")
     return p
 
