@@ -952,7 +952,17 @@ class Client:
             session.authorized.clear()
             app_auth, account_auths = session.app_auth(), session.account_auths()
         wait = self.response_timeout + 1.0
-        self._send_priority(app_auth).result(wait)
+        try:
+            self._send_priority(app_auth).result(wait)
+        except AuthenticationError as exc:
+            # Credentials the server refuses will not work on the next connection either: stop
+            # recovering (instead of reconnecting forever) and let requests fail with clear errors.
+            log.error("ctrader_sync: application auth refused on reconnect (%s); session recovery is "
+                      "off until login() is called again", exc.error_code)
+            with self._lock:
+                if self._session is session:
+                    self._session = None
+            return
         futures = [(int(getattr(req, "ctidTraderAccountId", 0)), self._send_priority(req)) for req in account_auths]
         for account, future in futures:
             try:

@@ -145,6 +145,26 @@ def test_missing_fields_are_refused_before_start_and_while_disconnected() -> Non
 # a str for an int field ``TypeError``.  When the client builds the message itself (``send(name,
 # **fields)``) it must turn these into its documented ``InvalidRequestError`` (a ``ValueError``).
 
+
+@pytest.mark.parametrize(("name", "fields", "what"), [
+    ("ProtoOASymbolByIdReq", {"ctidTraderAccountId": 2**70, "symbolId": [1]}, "ctidTraderAccountId"),
+    ("ProtoOASymbolByIdReq", {"ctidTraderAccountId": 1, "symbolId": [2**64]}, "symbolId"),
+    ("ProtoOAGetTrendbarsReq", {"ctidTraderAccountId": 1, "symbolId": 1, "period": 1, "count": -1}, "count"),
+    ("ProtoOAGetTrendbarsReq", {"ctidTraderAccountId": 1, "symbolId": 1, "period": 999}, "period"),
+    ("ProtoOASymbolByIdReq", {"ctidTraderAccountId": "one", "symbolId": [1]}, "ctidTraderAccountId"),
+    ("ProtoOASymbolByIdReq", {"ctidTraderAccountId": 1, "noSuchField": 1}, "noSuchField"),
+], ids=["int64-2**70", "int64-2**64", "uint32-negative", "enum-999", "str-for-int", "unknown-field"])
+def test_out_of_range_values_through_send_by_name_are_invalid_request_errors(
+        name: str, fields: dict[str, Any], what: str) -> None:
+    with Simulator() as sim, connected(sim) as client:
+        with pytest.raises(InvalidRequestError) as info:
+            client.send(name, **fields)
+        assert isinstance(info.value, ValueError)
+        assert name in str(info.value) or what in str(info.value), str(info.value)
+        assert client.pending_count == 0
+        assert fence(client, sim) == []
+
+
 def test_protobuf_itself_refuses_out_of_range_values_before_the_client_is_involved() -> None:
     """What a user building messages by hand sees (documented in RELIABILITY.rst)."""
     with pytest.raises(ValueError, match="out of range"):
@@ -167,6 +187,16 @@ def test_absurd_but_representable_values_reach_the_server_and_fail_there() -> No
         error = future.exception(10)
         assert error is not None and getattr(error, "error_code", None) == "TRADING_BAD_VOLUME"
         assert (2106, future.clientMsgId) in wire(sim)
+
+
+def test_non_positive_timeouts_are_refused_at_send() -> None:
+    with Simulator() as sim, connected(sim) as client:
+        for bad in (0, -1.0, float("nan")):
+            with pytest.raises(ValueError):
+                client.send(ProtoOAVersionReq(), timeout=bad)
+        assert client.pending_count == 0
+        assert fence(client, sim) == []
+
 
 # -- send() after close() ------------------------------------------------------------------------
 
@@ -293,3 +323,17 @@ def test_duplicate_client_msg_id_from_racing_threads_only_one_wins() -> None:
             assert [cid for _, cid in wire(sim)] == ["same"]
         finally:
             client.close()
+
+
+def test_user_ids_never_collide_with_generated_ids() -> None:
+    """A user id that looks like a generated one must not make a later plain ``send()`` fail."""
+    with Simulator() as sim, connected(sim) as client:
+        sim.inject("drop", payload_type=VERSION)
+        first = client.send(ProtoOAVersionReq(), timeout=30)
+        prefix, _, number = first.clientMsgId.rpartition("-")
+        lookalikes = [client.send(ProtoOAVersionReq(), clientMsgId=f"{prefix}-{int(number) + k}", timeout=30)
+                      for k in range(1, 4)]
+        generated = [client.send(ProtoOAVersionReq(), timeout=30) for _ in range(3)]  # must not raise
+        ids = [f.clientMsgId for f in [first, *lookalikes, *generated]]
+        assert len(ids) == len(set(ids))
+        sim.clear_faults()

@@ -630,7 +630,7 @@ def target(kind: str) -> Iterator[dict[str, Any]]:
     """Yield Client keyword arguments for an unreachable/broken server of ``kind``."""
     if kind == "refused":
         yield {"host": "127.0.0.1", "port": free_port()}
-    elif kind in ("tcp-close", "tcp-garbage", "tcp-silent"):
+    elif kind in ("tcp-close", "tcp-reset", "tcp-garbage", "tcp-silent"):
         with RawServer(kind.split("-")[1]) as raw:
             yield {"host": "127.0.0.1", "port": raw.port, "connect_timeout": 0.3}
     elif kind == "untrusted-cert":
@@ -647,6 +647,7 @@ def target(kind: str) -> Iterator[dict[str, Any]]:
 CONNECT_FAILURES = {
     "refused": ("refused",),
     "tcp-close": ("TLS handshake",),
+    "tcp-reset": ("TLS handshake",),
     "tcp-garbage": ("TLS handshake", "failed"),
     "tcp-silent": ("TLS handshake", "timed out"),
     "untrusted-cert": ("certificate", "rejected", "unable to get local issuer certificate"),

@@ -194,6 +194,17 @@ def test_only_the_dangerous_option_turns_verification_off_and_it_warns(caplog: p
         finally:
             client.close()
 
+
+def test_a_non_verifying_ssl_context_is_not_a_quiet_way_around_it(caplog: pytest.LogCaptureFixture) -> None:
+    """``ssl_context=ssl._create_unverified_context()`` must not switch verification off silently."""
+    with Simulator() as sim:
+        with caplog.at_level(logging.WARNING, logger="ctrader_sync"):
+            client = Client(sim.host, sim.port, ssl_context=ssl._create_unverified_context(), reconnect=ONE_TRY)
+            client.close()
+        assert any("verification" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING), \
+            "a context with verification off was accepted without a warning"
+
+
 # -- no secret in logs, reprs or exception texts -------------------------------------------------
 
 

@@ -138,3 +138,17 @@ def test_request_is_the_blocking_shortcut() -> None:
         with pytest.raises(TimeoutError):
             client.request(ProtoOAVersionReq(), timeout=0.3)
         assert client.pending_count == 0
+
+
+def test_refused_credentials_on_reconnect_stop_recovery_instead_of_looping() -> None:
+    """A secret that no longer works must not make the client reconnect forever."""
+    with Simulator() as sim, connected(sim) as client:
+        login(client, sim, accounts=[sim.account_ids[0]])
+        assert client._session is not None
+        client._session.client_secret = "revoked"  # as if the secret had been rotated server-side
+        sim.inject("close")
+        assert sim.wait_for_connections(2)
+        client.wait_connected(10)
+        assert client._session is None
+        assert isinstance(client.send(ProtoOAVersionReq()).result(10), ProtoOAVersionRes)
+        assert len(sim.connections) == 2  # no reconnect loop

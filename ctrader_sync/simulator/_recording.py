@@ -17,7 +17,7 @@ HISTORICAL_PAYLOAD_TYPES = frozenset({
     2133,  # ProtoOADealListReq
     2143,  # ProtoOACashFlowHistoryListReq
     2179,  # ProtoOADealListByPositionIdReq
-    2181,  # ProtoOAOrderListReq
+    2175,  # ProtoOAOrderListReq
 })
 """Requests that count against the historical-data limit (and the general one)."""
 
