@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.message import Message
 
@@ -103,6 +103,7 @@ def _request_kinds() -> dict[type[Message], tuple[int, int]]:
 
 _KINDS = _request_kinds()
 _client_numbers = itertools.count(1)
+_INF = float("inf")
 _MAX_BATCH_BYTES = 256 * 1024
 _MAX_BATCH_FRAMES = 1024
 
@@ -269,6 +270,8 @@ class Client:
         self._any_handler = False
 
         self._dispatcher = Dispatcher(f"ctrader_sync-dispatcher-{self._number}", max_events)
+        self._post = self._dispatcher.post
+        self._cancel_hook = self._cancelled
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._threads: list[threading.Thread] = []
@@ -420,7 +423,8 @@ class Client:
         deadline = time.monotonic() + 0.9
         me = threading.current_thread()
         for thread in self._threads:
-            if thread is not me:
+            # A thread not started yet (close() from a callback during start()) exits on its own.
+            if thread is not me and thread.ident is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
         self._dispatcher.stop(max(0.05, deadline - time.monotonic()))
         if not already:
@@ -474,29 +478,33 @@ class Client:
         ``AuthenticationError``) for an error answer, ``RequestTimeoutError`` when no answer comes in
         time, ``ConnectionLostError`` when the connection drops after the request was written.
         """
-        if isinstance(message, (int, str)):
-            message = Protobuf.get(message, **fields)
+        kind = _KINDS.get(type(message))  # type: ignore[arg-type]
+        if kind is None:
+            if isinstance(message, (int, str)):
+                message = Protobuf.get(message, **fields)
+                kind = _KINDS.get(type(message))
+            if kind is None:
+                raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
+                                          "or a ProtoHeartbeatEvent")
         elif fields:
             raise TypeError("field keywords are only accepted with a payload type number or name")
-        kind = _KINDS.get(type(message))
-        if kind is None:
-            raise InvalidRequestError(
-                f"{type(message).__name__} is not a request: send a ...Req message or a ProtoHeartbeatEvent")
         pt, expect = kind
-        wait = timeout if timeout is not None else responseTimeoutInSeconds
-        if wait is not None and not (0 < wait < float("inf")):
-            raise InvalidRequestError(f"timeout must be a positive number of seconds, not {wait!r}")
+        if timeout is None:
+            timeout = responseTimeoutInSeconds
+        if timeout is None:
+            wait = self.response_timeout
+        elif 0 < timeout < _INF:
+            wait = float(timeout)
+        else:
+            raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
         cid = self._new_id() if clientMsgId is None else str(clientMsgId)
-        frame = self._encoder.encode(message, cid)
-        request = future = RequestFuture(cid, pt, self._lock, self._dispatcher.post, frame, expect,
-                                         pt in self._historical,
-                                         float(wait) if wait is not None else self.response_timeout,
-                                         next(self._seq))
-        if pt in SESSION_TYPES:
+        request = future = RequestFuture(cid, pt, self._lock, self._post,
+                                         self._encoder.encode(cast(Message, message), cid),
+                                         expect, pt in self._historical, wait, next(self._seq))
+        future._on_cancel = self._cancel_hook
+        if clientMsgId is None or pt in SESSION_TYPES:
+            # Kept until queued (to re-encode if a user id took a generated one), or for the session.
             request.message = message
-        future._on_cancel = self._cancelled
-        if clientMsgId is None:
-            request.message = message  # kept until queued, to re-encode if a user id took the id
         inline = self._enqueue(request, generated=clientMsgId is None)
         if inline is not None:
             self._write_inline(inline, request)
