@@ -5,7 +5,8 @@ importable from here, so a script ports by changing its imports::
 
     from ctrader_sync import Client, Protobuf, TcpProtocol, Auth, EndPoints
 
-Heavy parts (the client and its threads, TLS, OAuth) load on first use, so ``import ctrader_sync``
+Everything beyond the exceptions and endpoints (protobuf and the message classes, the codec, the
+client and its threads, TLS, OAuth) loads on first use of its name, so ``import ctrader_sync``
 stays light.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._codec import DEFAULT_MAX_FRAME_SIZE, Frame, TcpProtocol
 from .endpoints import EndPoints
 from .errors import (
     AuthenticationError,
@@ -36,7 +36,6 @@ from .errors import (
     TruncatedStreamError,
     UnknownPayloadTypeError,
 )
-from .protobuf import Protobuf
 
 __version__ = "0.1.0"
 
@@ -44,6 +43,10 @@ logging.getLogger("ctrader_sync").addHandler(logging.NullHandler())
 
 # name -> module holding it; imported on first attribute access (PEP 562).
 _LAZY = {
+    "DEFAULT_MAX_FRAME_SIZE": "._codec",
+    "Frame": "._codec",
+    "TcpProtocol": "._codec",
+    "Protobuf": ".protobuf",
     "Client": "._client",
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
@@ -52,9 +55,11 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
+    from ._codec import DEFAULT_MAX_FRAME_SIZE, Frame, TcpProtocol
     from ._events import EventStream
     from ._reconnect import ReconnectPolicy
     from .auth import Auth
+    from .protobuf import Protobuf
 
 
 def __getattr__(name: str) -> Any:
