@@ -28,6 +28,8 @@ DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 
 _from_string = ProtoMessage.FromString
 _unpack_length = struct.Struct(">I").unpack_from
+_new_frame = tuple.__new__  # Frame(...) without the Python-level namedtuple __new__
+_PARSERS = {pt: cls.FromString for pt, cls in REGISTRY.items()}
 
 
 class Frame(NamedTuple):
@@ -256,12 +258,12 @@ def _decode_body(body: Any) -> Frame:
         raise MessageDecodeError(f"frame body is not a ProtoMessage ({exc})") from None
     pt = envelope.payloadType
     cid = envelope.clientMsgId if envelope.HasField("clientMsgId") else None
-    cls = REGISTRY.get(pt)
+    cls = _PARSERS.get(pt)
     if cls is None:
-        return Frame(pt, cid, envelope)
+        return _new_frame(Frame, (pt, cid, envelope))
     try:
-        return Frame(pt, cid, cls.FromString(envelope.payload))
+        return _new_frame(Frame, (pt, cid, cls(envelope.payload)))
     except DecodeError as exc:
         raise MessageDecodeError(
-            f"payload of type {pt} ({cls.__name__}) does not parse: {exc}", pt) from None
+            f"payload of type {pt} ({REGISTRY[pt].__name__}) does not parse: {exc}", pt) from None
 
