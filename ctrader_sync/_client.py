@@ -57,7 +57,7 @@ from .messages.OpenApiMessages_pb2 import (
     ProtoOARefreshTokenRes,
 )
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
-from .protobuf import REGISTRY, Protobuf
+from .protobuf import HISTORICAL_PAYLOAD_TYPES, REGISTRY, Protobuf
 
 __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "EventHandle"]
 
@@ -74,15 +74,6 @@ _SESSION_EVENTS = frozenset({2147, 2164})  # token invalidated, account disconne
 _SPECIAL_TYPES = _SESSION_EVENTS | {_CLIENT_DISCONNECT_EVENT}
 _ERROR_TYPES = frozenset({_ERROR_RES, _OA_ERROR_RES, _ORDER_ERROR_EVENT})
 
-HISTORICAL_PAYLOAD_TYPES = frozenset({
-    2137,  # ProtoOAGetTrendbarsReq
-    2145,  # ProtoOAGetTickDataReq
-    2133,  # ProtoOADealListReq
-    2143,  # ProtoOACashFlowHistoryListReq
-    2179,  # ProtoOADealListByPositionIdReq
-    2175,  # ProtoOAOrderListReq
-})
-"""Requests counted against the historical limit (5/s) as well as the general one (50/s)."""
 
 _TRADING = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "ProtoOAAmendOrderReq",
                       "ProtoOAAmendPositionSLTPReq", "ProtoOAClosePositionReq"})
@@ -402,13 +393,7 @@ class Client:
             already = self._closed
             self._closed = True
             conn = self._conn
-            requests = list(self._pending.values())
-            self._pending.clear()
-            self._queue.clear()
-            self._hqueue.clear()
-            self._pqueue.clear()
-            self._retry.clear()
-            self._timers.clear()
+            requests = self._drain_locked()
             self._wcond.notify_all()
             self._scond.notify_all()
         if not already:
@@ -1152,16 +1137,22 @@ class Client:
         if self._on_disconnected is not None:
             self._dispatcher.post(self._on_disconnected, self, reason)
 
+    def _drain_locked(self) -> list[Request]:
+        """Empty every queue and the pending table (under the lock); return what was pending."""
+        requests = list(self._pending.values())
+        self._pending.clear()
+        self._queue.clear()
+        self._hqueue.clear()
+        self._pqueue.clear()
+        self._retry.clear()
+        self._timers.clear()
+        return requests
+
     def _give_up(self, reason: BaseException) -> None:
         """No more reconnects: fail everything queued."""
         with self._lock:
             self._gave_up = reason
-            requests = list(self._pending.values())
-            self._pending.clear()
-            self._queue.clear()
-            self._hqueue.clear()
-            self._pqueue.clear()
-            self._retry.clear()
+            requests = self._drain_locked()
             self._scond.notify_all()
         log.warning("ctrader_sync: not reconnecting to %s:%d: %s", self.host, self.port, reason)
         for request in requests:

@@ -66,6 +66,15 @@ def _missing_fields(message: Message) -> str:
     return ", ".join(errors) or "?"
 
 
+def _serialize(message: Message) -> bytes:
+    """``SerializeToString`` with a clear error naming the missing required fields."""
+    try:
+        return message.SerializeToString()
+    except EncodeError:
+        raise InvalidRequestError(
+            f"{type(message).__name__} is missing required fields: {_missing_fields(message)}") from None
+
+
 class TcpProtocol:
     """Encode messages into frames and decode a byte stream into ``Frame`` items.
 
@@ -117,12 +126,7 @@ class TcpProtocol:
                         f"ProtoMessage is missing required fields: {_missing_fields(message)}") from None
             raise InvalidRequestError(
                 f"{type(message).__name__} is not an Open API message with a payload type")
-        try:
-            payload = message.SerializeToString()
-        except EncodeError:
-            raise InvalidRequestError(
-                f"{type(message).__name__} is missing required fields: {_missing_fields(message)}"
-            ) from None
+        payload = _serialize(message)
         n = len(payload)
         body = prefix + b"\x12" + (bytes((n,)) if n < 0x80 else encode_varint(n)) + payload
         if clientMsgId is not None:
@@ -146,12 +150,7 @@ class TcpProtocol:
                     f"{type(message).__name__} encodes to {size} bytes, over the frame limit "
                     f"of {self.max_frame_size}")
             return size.to_bytes(4, "big") + body
-        try:
-            payload = message.SerializeToString()
-        except EncodeError:
-            raise InvalidRequestError(
-                f"{type(message).__name__} is missing required fields: {_missing_fields(message)}"
-            ) from None
+        payload = _serialize(message)
         # Hand-built envelope, one allocation: payloadType (field 1), payload (2), clientMsgId (3).
         n = len(payload)
         n_bytes = _SMALL[n] if n < 0x80 else encode_varint(n)

@@ -243,29 +243,24 @@ class RequestFuture(Future):  # type: ignore[type-arg]
 
     def _resolve(self, result: Any) -> bool:
         """Set the result unless cancelled or done; True if it was set."""
+        return self._finish(result, None)
+
+    def _fail(self, exc: BaseException) -> bool:
+        """Set the exception unless cancelled or done; True if it was set."""
+        return self._finish(None, exc)
+
+    def _finish(self, result: Any, exc: BaseException | None) -> bool:
         with self._lock:
             if self._state not in (PENDING, RUNNING):
                 return False
             self._result = result
-            self._state = FINISHED
-            for waiter in self._waiters:
-                waiter.add_result(self)
-            if self._cond is not None:
-                self._cond.notify_all()
-            callbacks = self._done_callbacks
-        if callbacks:
-            self._invoke_callbacks()
-        return True
-
-    def _fail(self, exc: BaseException) -> bool:
-        """Set the exception unless cancelled or done; True if it was set."""
-        with self._lock:
-            if self._state not in (PENDING, RUNNING):
-                return False
             self._exception = exc
             self._state = FINISHED
             for waiter in self._waiters:
-                waiter.add_exception(self)
+                if exc is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
             if self._cond is not None:
                 self._cond.notify_all()
             callbacks = self._done_callbacks

@@ -21,7 +21,7 @@ from .messages import (
 )
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 
-__all__ = ["PayloadKey", "Protobuf"]
+__all__ = ["HISTORICAL_PAYLOAD_TYPES", "PayloadKey", "Protobuf"]
 
 PayloadKey = int | str
 """A payload type number, a message name (``"ProtoOAVersionReq"``), its short form
@@ -151,6 +151,17 @@ class Protobuf:
         """Return a copy of the registry: payload type number -> message class (96 entries)."""
         return dict(_BY_TYPE)
 
+
+HISTORICAL_PAYLOAD_TYPES = frozenset({
+    2137,  # ProtoOAGetTrendbarsReq
+    2145,  # ProtoOAGetTickDataReq
+    2133,  # ProtoOADealListReq
+    2143,  # ProtoOACashFlowHistoryListReq
+    2179,  # ProtoOADealListByPositionIdReq
+    2175,  # ProtoOAOrderListReq
+})
+"""Historical-data requests: they count against the 5/s limit as well as the general 50/s one (the
+first three per the API documentation, the others assumed; the client and the simulator share this)."""
 
 # Exposed for the codec (hot path): direct dict access, no method call.
 REGISTRY = _BY_TYPE

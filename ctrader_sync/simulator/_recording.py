@@ -6,20 +6,13 @@ import threading
 from collections import Counter
 from typing import Literal, NamedTuple
 
+from ..protobuf import HISTORICAL_PAYLOAD_TYPES
+
 __all__ = ["HEARTBEAT", "HISTORICAL_PAYLOAD_TYPES", "ConnectionRecord", "Record", "max_in_window"]
 
 HEARTBEAT = 51
 """Payload type of ``ProtoHeartbeatEvent``."""
 
-HISTORICAL_PAYLOAD_TYPES = frozenset({
-    2137,  # ProtoOAGetTrendbarsReq
-    2145,  # ProtoOAGetTickDataReq
-    2133,  # ProtoOADealListReq
-    2143,  # ProtoOACashFlowHistoryListReq
-    2179,  # ProtoOADealListByPositionIdReq
-    2175,  # ProtoOAOrderListReq
-})
-"""Requests that count against the historical-data limit (and the general one)."""
 
 
 class Record(NamedTuple):
