@@ -79,6 +79,15 @@ _TRADING = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "ProtoOAAme
                       "ProtoOAAmendPositionSLTPReq", "ProtoOAClosePositionReq"})
 
 
+def _drain(sock: socket.socket) -> None:
+    """Read and discard what a non-blocking wake-up socket holds."""
+    try:
+        while sock.recv(4096):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+
+
 def _request_kinds() -> dict[type[Message], tuple[int, int]]:
     kinds: dict[type[Message], tuple[int, int]] = {}
     for pt, cls in REGISTRY.items():
@@ -95,6 +104,9 @@ def _request_kinds() -> dict[type[Message], tuple[int, int]]:
 _KINDS = _request_kinds()
 _client_numbers = itertools.count(1)
 _INF = float("inf")
+_WAITING = ("PENDING", "RUNNING")
+_LEAD_GRACE = 0.002
+"""Seconds the reader thread stays parked after a caller read its own answer (see _assist_read)."""
 _MAX_BATCH_BYTES = 256 * 1024
 _MAX_BATCH_FRAMES = 1024
 
@@ -263,9 +275,17 @@ class Client:
         self._dispatcher = Dispatcher(f"ctrader_sync-dispatcher-{self._number}", max_events)
         self._post = self._dispatcher.post
         self._cancel_hook = self._cancelled
+        self._assist: Callable[[RequestFuture, float | None], None] | None = self._assist_read
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._threads: list[threading.Thread] = []
+        self._io_threads: frozenset[threading.Thread] = frozenset()
+        self._read_token = threading.Lock()  # held by whoever reads the connection (see _assist_read)
+        self._lead = threading.Condition(threading.Lock())
+        self._leading = False
+        self._lead_end = 0.0
+        self._yield_r, self._yield_w = socket.socketpair()
+        self._yield_r.setblocking(False)
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -327,6 +347,9 @@ class Client:
                              ("reader", self._read_loop)):
             thread = threading.Thread(target=target, name=f"ctrader_sync-{role}-{self._number}", daemon=True)
             self._threads.append(thread)
+        # The supervisor waits for answers during recovery: it must not read the socket itself.
+        self._io_threads = frozenset(self._threads)
+        for thread in self._threads:
             thread.start()
 
     startService = start
@@ -395,6 +418,9 @@ class Client:
             conn = self._conn
             requests = self._drain_locked()
             self._wcond.notify_all()
+        with self._lead:
+            self._lead.notify_all()
+        with self._lock:
             self._scond.notify_all()
         if not already:
             try:
@@ -417,8 +443,8 @@ class Client:
             if alive:
                 log.warning("ctrader_sync: threads still running after close(): %s", alive)
             else:
-                self._wake_r.close()
-                self._wake_w.close()
+                for sock in (self._wake_r, self._wake_w, self._yield_r, self._yield_w):
+                    sock.close()
 
     stopService = close
     """Old-SDK name of :meth:`close`."""
@@ -486,6 +512,7 @@ class Client:
         request = future = RequestFuture(cid, pt, self._lock, self._post,
                                          self._encoder.encode(cast(Message, message), cid),
                                          expect, pt in self._historical, wait, next(self._seq))
+        future._assist = self._assist
         future._on_cancel = self._cancel_hook
         if clientMsgId is None or pt in SESSION_TYPES:
             # Kept until queued (to re-encode if a user id took a generated one), or for the session.
@@ -752,38 +779,126 @@ class Client:
             self._read_connection(conn)
 
     def _read_connection(self, conn: _Conn) -> None:
-        tls, codec = conn.tls, conn.codec
+        tls = conn.tls
+        token, lead = self._read_token, self._lead
+        yield_r = self._yield_r
         while True:
+            if self._leading or time.monotonic() - self._lead_end < _LEAD_GRACE:
+                # A caller reads its own answer: stay out of the way until it is done, and a moment
+                # longer, so that the next caller of a request/answer loop finds the token free.
+                with lead:
+                    while not self._closed and not conn.lost and (
+                            self._leading or time.monotonic() - self._lead_end < _LEAD_GRACE):
+                        lead.wait(_LEAD_GRACE)
+            with token:
+                try:
+                    ready = tls.wait_readable(1.0, yield_r)
+                except Interrupted:
+                    return
+                except OSError:
+                    return  # the connection was closed by _lose()
+                if ready == 2:
+                    _drain(yield_r)
+                    continue  # hand the token over (released at the end of this block)
+                if not ready:
+                    if conn.lost:
+                        return
+                    continue
+                if not self._read_once(conn):
+                    return
+
+    def _read_once(self, conn: _Conn) -> bool:
+        """Read and handle what the socket has (the caller holds the read token).
+
+        Returns False once the connection is lost (the caller stops reading it).
+        """
+        if conn.lost:
+            return False
+        tls = conn.tls
+        try:
+            data = tls.recv_nowait()
+        except EOFError as exc:
+            self._lose(conn, ConnectionLostError(str(exc)))
+            return False
+        except (OSError, ssl.SSLError) as exc:
+            if not conn.lost:
+                self._lose(conn, ConnectionLostError(f"connection error: {exc}"))
+            return False
+        if data is None:
+            return True  # another reader took it
+        conn.last_rx = time.monotonic()
+        if tls.flush_needed:
+            with self._wcond:
+                self._wcond.notify()
+        if not data:
+            return True
+        try:
+            frames = conn.codec.feed(data)
+        except ProtocolError as exc:
+            self._handle_frames(conn, getattr(exc, "frames", []))
+            log.warning("ctrader_sync: protocol error from %s:%d: %s; reconnecting", self.host, self.port, exc)
+            self._lose(conn, exc)
+            return False
+        if frames:
+            self._handle_frames(conn, frames)
+        return True
+
+    def _assist_read(self, future: RequestFuture, deadline: float | None) -> None:
+        """Let a caller blocked in ``result()`` read the connection itself until its answer is in.
+
+        A round trip then costs one wake-up (the caller's, by the kernel) instead of two (the
+        reader thread's, then the caller's).  The reader thread, asked through a wake-up socket,
+        hands over the read token and stays out of ``select`` until the caller is done (were both
+        waiting on the socket, the reader's needless wake-up would contend for the GIL on the
+        critical path).  Only one caller leads at a time, only on a live connection, and never a
+        thread of the client's own; otherwise the caller simply waits for the reader thread.
+        """
+        conn = self._conn
+        if conn is None or conn.lost or threading.current_thread() in self._io_threads:
+            return
+        lead = self._lead
+        with lead:
+            if self._leading or self._closed:
+                return
+            self._leading = True
+        token = self._read_token
+        try:
+            if not token.acquire(blocking=False):
+                try:
+                    self._yield_w.send(b"y")  # the reader thread is in select(): ask it to step aside
+                except OSError:
+                    return
+                while not token.acquire(timeout=0.05):
+                    if future._state not in _WAITING or conn.lost or (
+                            deadline is not None and time.monotonic() >= deadline):
+                        return
             try:
-                data = tls.recv(1.0)
-            except Interrupted:
-                return
-            except EOFError as exc:
-                self._lose(conn, ConnectionLostError(str(exc)))
-                return
-            except (OSError, ssl.SSLError) as exc:
-                if not conn.lost:
-                    self._lose(conn, ConnectionLostError(f"connection error: {exc}"))
-                return
-            if conn.lost:
-                return
-            if data is None:
-                continue
-            conn.last_rx = time.monotonic()
-            if tls.flush_needed:
-                with self._wcond:
-                    self._wcond.notify()
-            if not data:
-                continue
-            try:
-                frames = codec.feed(data)
-            except ProtocolError as exc:
-                self._handle_frames(conn, getattr(exc, "frames", []))
-                log.warning("ctrader_sync: protocol error from %s:%d: %s; reconnecting", self.host, self.port, exc)
-                self._lose(conn, exc)
-                return
-            if frames:
-                self._handle_frames(conn, frames)
+                tls = conn.tls
+                while future._state in _WAITING and not conn.lost:
+                    wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+                    if wait <= 0:
+                        return
+                    try:
+                        if not tls.wait_readable(wait):
+                            continue
+                    except (Interrupted, OSError):
+                        return
+                    try:
+                        if not self._read_once(conn):
+                            return
+                    except BaseException as exc:
+                        # KeyboardInterrupt (Ctrl-C in a notebook) between taking bytes off the socket
+                        # and handing out what they held would leave the stream half-consumed: drop
+                        # the connection (in-flight requests fail, queued ones go on the next one).
+                        self._lose(conn, ConnectionLostError(
+                            f"interrupted ({type(exc).__name__}) while reading the connection"))
+                        raise
+            finally:
+                token.release()
+        finally:
+            with lead:
+                self._leading = False
+                self._lead_end = time.monotonic()
 
     def _handle_frames(self, conn: _Conn, frames: list[Any]) -> None:
         """Match answers to their requests and hand every message to the callbacks.

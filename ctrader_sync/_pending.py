@@ -57,7 +57,7 @@ class RequestFuture(Future):  # type: ignore[type-arg]
     """
 
     # The future is also the client's record of the request (one object per request, not two).
-    __slots__ = ("_cond", "_done_callbacks", "_exception", "_lock", "_on_cancel", "_post", "_result",
+    __slots__ = ("_assist", "_cond", "_done_callbacks", "_exception", "_lock", "_on_cancel", "_post", "_result",
                  "_state", "_waiters", "_written", "cancelled_before_write", "cid", "deadline", "expect",
                  "frame", "historical", "message", "not_before", "payloadType", "priority", "retries", "seq",
                  "timeout")
@@ -88,6 +88,7 @@ class RequestFuture(Future):  # type: ignore[type-arg]
         self.message: Any = None  # kept only while needed (re-encoding, or session bookkeeping)
         self._post = post
         self._on_cancel: Callable[[RequestFuture], None] | None = None
+        self._assist: Callable[[RequestFuture, float | None], None] | None = None
         self.cancelled_before_write: bool | None = None
         self._written = False
 
@@ -160,6 +161,12 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             if self._exception is not None:
                 raise self._exception
             return self._result
+        assist = self._assist
+        if assist is not None and state in (PENDING, RUNNING):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            assist(self, deadline)
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
         with self._lock:
             self._wait_done(timeout)
             if self._state in _CANCELLED:

@@ -76,27 +76,34 @@ class TLSConnection:
 
     # -- reader side ------------------------------------------------------------------------
 
-    def recv(self, timeout: float) -> bytes | None:
-        """Return decrypted bytes (possibly ``b""`` if a record is incomplete), or ``None`` on timeout.
+    def wait_readable(self, timeout: float, other: socket.socket | None = None) -> int:
+        """Wait until the socket has bytes (or EOF) to read: 1; or ``other`` is readable: 2;
+        0 on timeout.
+
+        Raises:
+            Interrupted: the client is closing.
+            OSError: the socket was closed by another thread.
+        """
+        watch = [self.sock, self._wake] if other is None else [self.sock, self._wake, other]
+        ready = _select(watch, [], timeout)[0]
+        if not ready:
+            return 0
+        if self._wake in ready:
+            raise Interrupted()
+        return 1 if self.sock in ready else 2
+
+    def recv_nowait(self) -> bytes | None:
+        """Read what the socket has and return it decrypted (``b""`` if a record is incomplete);
+        ``None`` if the socket had nothing (another reader took it).
 
         Raises:
             EOFError: the peer closed the connection (TLS close or TCP EOF).
             OSError, ssl.SSLError: transport or TLS failure.
-            Interrupted: the client is closing.
         """
-        sock = self.sock
         try:
-            data = sock.recv(_READ_SIZE)
+            data = self.sock.recv(_READ_SIZE)
         except BlockingIOError:
-            ready = _select([sock, self._wake], [], timeout)[0]
-            if not ready:
-                return None
-            if self._wake in ready:
-                raise Interrupted() from None
-            try:
-                data = sock.recv(_READ_SIZE)
-            except BlockingIOError:
-                return b""
+            return None
         if not data:
             raise EOFError("the server closed the connection")
         chunks = []
@@ -117,6 +124,15 @@ class TLSConnection:
             if self._out.pending:
                 self.flush_needed = True
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def recv(self, timeout: float) -> bytes | None:
+        """:meth:`recv_nowait` after waiting up to ``timeout`` for data; ``None`` on timeout."""
+        data = self.recv_nowait()
+        if data is None:
+            if not self.wait_readable(timeout):
+                return None
+            data = self.recv_nowait()
+        return b"" if data is None else data
 
     # -- writer side ------------------------------------------------------------------------
 

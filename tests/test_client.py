@@ -669,3 +669,55 @@ def test_application_auth_response_type() -> None:
     with Simulator() as sim, connected(sim) as client:
         res = client.send(ProtoOAApplicationAuthReq(clientId=sim.client_id, clientSecret=sim.client_secret)).result(10)
         assert isinstance(res, ProtoOAApplicationAuthRes)
+
+
+# -- caller-assisted reading (result() reads the connection itself) ------------------------------
+
+
+def test_sequential_round_trips_read_by_the_caller_keep_pushes_flowing() -> None:
+    with Simulator(spot_interval=0.005) as sim, connected(sim) as client:
+        account = manual_login(client, sim)
+        spots = Recorder()
+        client.on(ProtoOASpotEvent, spots)
+        client.send(ProtoOASubscribeSpotsReq(ctidTraderAccountId=account, symbolId=[1])).result(10)
+        readers: set[str] = set()
+        original = client._read_once
+
+        def tracking(conn: Any) -> bool:
+            readers.add(threading.current_thread().name)
+            return original(conn)
+
+        client._read_once = tracking  # type: ignore[method-assign]
+        for _ in range(300):
+            assert isinstance(client.send(ProtoOAVersionReq()).result(10), ProtoOAVersionRes)
+        assert "MainThread" in readers  # the caller read its own answers ...
+        during = len(spots.calls)
+        spots.wait_for(during + 20)  # ... and pushes keep coming once it stops
+        assert any(name.startswith("ctrader_sync-reader") for name in readers)
+
+
+def test_interrupt_while_the_caller_reads_drops_the_connection_cleanly() -> None:
+    with Simulator() as sim, connected(sim) as client:
+        lost = Recorder()
+        client.setDisconnectedCallback(lost)
+        original = client._read_once
+        armed = threading.Event()
+        armed.set()
+
+        def interrupted(conn: Any) -> bool:
+            if armed.is_set() and threading.current_thread() is threading.main_thread():
+                armed.clear()
+                raise KeyboardInterrupt
+            return original(conn)
+
+        client._read_once = interrupted  # type: ignore[method-assign]
+        future = client.send(ProtoOAVersionReq())
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(1000):  # the caller may find the answer already read by the reader: retry
+                future.result(10)
+                future = client.send(ProtoOAVersionReq())
+        assert not armed.is_set()
+        assert isinstance(lost.wait_for(1)[0][1], ConnectionLostError)
+        assert isinstance(future.exception(10), ConnectionLostError)
+        assert sim.wait_for_connections(2)
+        assert isinstance(client.request(ProtoOAVersionReq(), timeout=10), ProtoOAVersionRes)
