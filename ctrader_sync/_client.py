@@ -508,15 +508,10 @@ class Client:
             wait = float(timeout)
         else:
             raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        cid = self._new_id() if clientMsgId is None else str(clientMsgId)
-        request = future = RequestFuture(cid, pt, self._lock, self._post,
-                                         self._encoder.encode(cast(Message, message), cid),
-                                         expect, pt in self._historical, wait, next(self._seq))
-        future._assist = self._assist
-        future._on_cancel = self._cancel_hook
-        if clientMsgId is None or pt in SESSION_TYPES:
-            # Kept until queued (to re-encode if a user id took a generated one), or for the session.
-            request.message = message
+        # A generated id that a user id already took is replaced in _enqueue (under the lock).
+        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else str(clientMsgId)
+        request = future = RequestFuture(cid, pt, self._lock, self, self._encoder.encode(cast(Message, message), cid),
+                                         expect, pt in self._historical, wait, next(self._seq), message)
         inline = self._enqueue(request, generated=clientMsgId is None)
         if inline is not None:
             self._write_inline(inline, request)
@@ -539,11 +534,9 @@ class Client:
             if request.cid in self._pending:
                 if not generated:
                     raise InvalidRequestError(f"clientMsgId {request.cid!r} is already pending")
-                # A user id took this generated id between _new_id() and now: take another.
+                # A user id already took this generated id: take one that is free.
                 request.cid = self._new_id()
                 request.frame = self._encoder.encode(request.message, request.cid)
-            if request.payloadType not in SESSION_TYPES:
-                request.message = None
             if len(self._pending) >= self.max_pending:
                 raise QueueFullError(f"{len(self._pending)} requests pending (max_pending={self.max_pending})")
             pending = self._pending
@@ -692,17 +685,34 @@ class Client:
         return batch, max(wait, 0.0)
 
     def _take_plain(self, now: float) -> list[Request]:
-        """Fast path of :meth:`_take_batch`: no limits, only ordinary requests queued (under the lock)."""
+        """Fast path of :meth:`_take_batch`: no limits, only ordinary requests queued (under the lock).
+
+        The same steps as ``_claim`` + ``_mark_written``, inlined: this loop runs once per request.
+        """
         batch: list[Request] = []
-        queue, pending, mark = self._queue, self._pending, self._mark_written
+        queue, pending, timers = self._queue, self._pending, self._timers
         size = 0
+        fifo_timeout, fifo = None, None
         while queue and size < _MAX_BATCH_BYTES and len(batch) < _MAX_BATCH_FRAMES:
             request = queue.popleft()
-            if not request._claim():  # cancelled (or failed) before being written
+            if request._state != "PENDING":  # cancelled (or failed) before being written
                 if pending.get(request.cid) is request:
                     pending.pop(request.cid, None)
                 continue
-            mark(request, now)
+            request._state = "RUNNING"
+            request._written = True
+            if request.expect == EXPECT_NOTHING:
+                del pending[request.cid]
+            else:
+                request.deadline = deadline = now + request.timeout
+                if request.timeout != fifo_timeout:
+                    fifo_timeout = request.timeout
+                    fifo = timers.get(fifo_timeout)
+                    if fifo is None:
+                        fifo = timers[fifo_timeout] = deque()
+                        self._scond.notify_all()
+                assert fifo is not None
+                fifo.append((deadline, request.cid))
             batch.append(request)
             size += len(request.frame)
         return batch
@@ -914,15 +924,15 @@ class Client:
             pt, cid, message = frame
             if cid is not None:
                 request = pending.get(cid)
-                if request is not None and request.written:
-                    if pt in _ERROR_TYPES or request.message is not None:
+                if request is not None and request._written:
+                    if pt in _ERROR_TYPES or request.payloadType in SESSION_TYPES:
                         with self._lock:
                             if pending.get(cid) is request:
                                 self._match_locked(request, pt, message)
                     elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
                         pass  # not the answer this request waits for; it still reaches the callbacks
                     elif pending.pop(cid, None) is request:
-                        request._resolve(message)
+                        request._finish(message, None)
             if pt in _SPECIAL_TYPES:
                 specials.append(frame)
         if specials and self._session is not None:
@@ -1179,10 +1189,10 @@ class Client:
         """Send a session request that is written before ordinary requests (used during recovery)."""
         pt, expect = _KINDS[type(message)]
         cid = self._id_prefix + str(next(self._ids))
-        request = future = RequestFuture(cid, pt, self._lock, self._dispatcher.post,
-                                         self._encoder.encode(message, cid), expect, pt in self._historical,
-                                         timeout or self.response_timeout, next(self._seq), priority=True)
-        request.message = message
+        request = future = RequestFuture(cid, pt, self._lock, self, self._encoder.encode(message, cid), expect,
+                                         pt in self._historical, timeout or self.response_timeout,
+                                         next(self._seq), message)
+        request.priority = True
         self._enqueue(request)
         return future
 

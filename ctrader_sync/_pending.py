@@ -57,23 +57,31 @@ class RequestFuture(Future):  # type: ignore[type-arg]
     """
 
     # The future is also the client's record of the request (one object per request, not two).
-    __slots__ = ("_assist", "_cond", "_done_callbacks", "_exception", "_lock", "_on_cancel", "_post", "_result",
-                 "_state", "_waiters", "_written", "cancelled_before_write", "cid", "deadline", "expect",
-                 "frame", "historical", "message", "not_before", "payloadType", "priority", "retries", "seq",
-                 "timeout")
+    # Attributes most requests never change are class-level defaults rather than slots, so
+    # creating a request sets as few as possible (assigning one creates the instance dict).
+    __slots__ = ("_cond", "_done_callbacks", "_exception", "_lock", "_owner", "_result", "_state", "_wl",
+                 "_written", "cid", "deadline", "expect", "frame", "historical", "message", "payloadType",
+                 "seq", "timeout")
+    retries = 0
+    not_before = 0.0
+    priority = False
+    cancelled_before_write: bool | None = None
 
     def __init__(self, clientMsgId: str, payloadType: int, lock: threading.RLock | None = None,
-                 post: Callable[[Callable[[], None]], None] | None = None, frame: bytes = b"",
-                 expect: int = EXPECT_RESPONSE, historical: bool = False, timeout: float = 30.0,
-                 seq: int = 0, priority: bool = False) -> None:
+                 owner: Any = None, frame: bytes = b"", expect: int = EXPECT_RESPONSE,
+                 historical: bool = False, timeout: float = 30.0, seq: int = 0, message: Any = None) -> None:
         # Future.__init__ is deliberately not called: it would build a Condition per request.
+        # ``owner`` (the client) provides _post(fn) for callbacks, _cancel_hook(future) and
+        # _assist(future, deadline); without one, callbacks run inline.
         self._lock = lock if lock is not None else threading.RLock()
+        self._owner = owner
         self._cond: threading.Condition | None = None
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
+        self._wl: list[Any] | None = None
+        self._done_callbacks: list[Callable[[Future[Any]], object]] | None = None
+        self._written = False
         self.cid = clientMsgId
         self.payloadType = payloadType
         self.frame = frame
@@ -81,16 +89,15 @@ class RequestFuture(Future):  # type: ignore[type-arg]
         self.historical = historical
         self.timeout = timeout
         self.deadline = 0.0
-        self.retries = 0
-        self.not_before = 0.0
         self.seq = seq
-        self.priority = priority
-        self.message: Any = None  # kept only while needed (re-encoding, or session bookkeeping)
-        self._post = post
-        self._on_cancel: Callable[[RequestFuture], None] | None = None
-        self._assist: Callable[[RequestFuture, float | None], None] | None = None
-        self.cancelled_before_write: bool | None = None
-        self._written = False
+        self.message: Any = message  # the request, kept while pending (re-encoding, session bookkeeping)
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]  # for concurrent.futures.wait()
+        waiters = self._wl
+        if waiters is None:
+            waiters = self._wl = []
+        return waiters
 
     @property
     def clientMsgId(self) -> str:
@@ -161,10 +168,10 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             if self._exception is not None:
                 raise self._exception
             return self._result
-        assist = self._assist
-        if assist is not None and state in (PENDING, RUNNING):
+        owner = self._owner
+        if owner is not None and state in (PENDING, RUNNING):
             deadline = None if timeout is None else time.monotonic() + timeout
-            assist(self, deadline)
+            owner._assist(self, deadline)
             if deadline is not None:
                 timeout = max(0.0, deadline - time.monotonic())
         with self._lock:
@@ -190,7 +197,10 @@ class RequestFuture(Future):  # type: ignore[type-arg]
         """Call ``fn(future)`` when done: on the client's dispatcher thread, or at once if already done."""
         with self._lock:
             if self._state not in (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED):
-                self._done_callbacks.append(fn)
+                if self._done_callbacks is None:
+                    self._done_callbacks = [fn]
+                else:
+                    self._done_callbacks.append(fn)
                 return
         try:
             fn(self)
@@ -209,13 +219,12 @@ class RequestFuture(Future):  # type: ignore[type-arg]
                 return True
             self.cancelled_before_write = state == PENDING
             self._state = CANCELLED_AND_NOTIFIED
-            for waiter in self._waiters:
+            for waiter in self._wl or ():
                 waiter.add_cancelled(self)
             if self._cond is not None:
                 self._cond.notify_all()
-            hook = self._on_cancel
-            if hook is not None:
-                hook(self)
+            if self._owner is not None:
+                self._owner._cancel_hook(self)
         self._invoke_callbacks()
         return True
 
@@ -263,7 +272,7 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             self._result = result
             self._exception = exc
             self._state = FINISHED
-            for waiter in self._waiters:
+            for waiter in self._wl or ():
                 if exc is None:
                     waiter.add_result(self)
                 else:
@@ -278,11 +287,11 @@ class RequestFuture(Future):  # type: ignore[type-arg]
     def _invoke_callbacks(self) -> None:
         # Done-callbacks run on the client's dispatcher thread, never on the reader.
         with self._lock:
-            callbacks, self._done_callbacks = self._done_callbacks, []
+            callbacks, self._done_callbacks = self._done_callbacks, None
         if not callbacks:
             return
-        if self._post is not None:
-            self._post(lambda: _run_callbacks(self, callbacks))
+        if self._owner is not None:
+            self._owner._post(lambda: _run_callbacks(self, callbacks))
         else:
             _run_callbacks(self, callbacks)
 
