@@ -279,9 +279,10 @@ class Client:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._threads: list[threading.Thread] = []
-        self._io_threads: frozenset[threading.Thread] = frozenset()
+        self._io_idents: frozenset[int | None] = frozenset()
         self._read_token = threading.Lock()  # held by whoever reads the connection (see _assist_read)
-        self._lead = threading.Condition(threading.Lock())
+        self._lead = threading.Condition(threading.Lock())  # the parked reader waits on it
+        self._lead_lock = threading.Lock()  # guards _leading
         self._leading = False
         self._lead_end = 0.0
         self._yield_r, self._yield_w = socket.socketpair()
@@ -347,10 +348,10 @@ class Client:
                              ("reader", self._read_loop)):
             thread = threading.Thread(target=target, name=f"ctrader_sync-{role}-{self._number}", daemon=True)
             self._threads.append(thread)
-        # The supervisor waits for answers during recovery: it must not read the socket itself.
-        self._io_threads = frozenset(self._threads)
         for thread in self._threads:
             thread.start()
+        # The supervisor waits for answers during recovery: it must not read the socket itself.
+        self._io_idents = frozenset(thread.ident for thread in self._threads)
 
     startService = start
     """Old-SDK name of :meth:`start`."""
@@ -864,9 +865,9 @@ class Client:
         thread of the client's own; otherwise the caller simply waits for the reader thread.
         """
         conn = self._conn
-        if conn is None or conn.lost or threading.current_thread() in self._io_threads:
+        if conn is None or conn.lost or threading.get_ident() in self._io_idents:
             return
-        lead = self._lead
+        lead = self._lead_lock
         with lead:
             if self._leading or self._closed:
                 return
@@ -955,19 +956,22 @@ class Client:
         on_message = self._on_message
         handlers = self._handlers
         everything = handlers.get(None, ())
+        by_type: dict[int, tuple[Callable[..., Any], ...]] = {}
         for pt, _, message in frames:
             if on_message is not None:
                 try:
                     on_message(self, message)
                 except Exception:
                     log.exception("ctrader_sync: the message callback raised; I/O continues")
-            for callbacks in (handlers.get(pt, ()), everything):
-                for callback in callbacks:
-                    try:
-                        callback(message)
-                    except Exception:
-                        log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
-                                      type(message).__name__, getattr(callback, "__qualname__", callback))
+            callbacks = by_type.get(pt)
+            if callbacks is None:
+                callbacks = by_type[pt] = (*handlers.get(pt, ()), *everything)
+            for callback in callbacks:
+                try:
+                    callback(message)
+                except Exception:
+                    log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
+                                  type(message).__name__, getattr(callback, "__qualname__", callback))
 
     def _match_locked(self, request: Request, pt: int, message: Any) -> None:
         """Apply an error or session-changing answer to its request (under the lock)."""
