@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -108,7 +108,7 @@ _WAITING = ("PENDING", "RUNNING")
 _LEAD_GRACE = 0.002
 """Seconds the reader thread stays parked after a caller read its own answer (see _assist_read)."""
 _MAX_BATCH_BYTES = 256 * 1024
-_MAX_BATCH_FRAMES = 1024
+_MAX_BATCH_FRAMES = 256
 
 
 class EventHandle:
@@ -511,7 +511,8 @@ class Client:
             raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
         # A generated id that a user id already took is replaced in _enqueue (under the lock).
         cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else str(clientMsgId)
-        request = future = RequestFuture(cid, pt, self._lock, self, self._encoder.encode(cast(Message, message), cid),
+        request = future = RequestFuture(cid, pt, self._lock, self,
+                                         self._encoder.encode(message, cid),  # type: ignore[arg-type]
                                          expect, pt in self._historical, wait, next(self._seq), message)
         inline = self._enqueue(request, generated=clientMsgId is None)
         if inline is not None:
@@ -532,15 +533,15 @@ class Client:
                 raise ClientClosedError("the client is closed")
             if self._gave_up is not None:
                 raise ConnectError(f"the client gave up connecting: {self._gave_up}")
-            if request.cid in self._pending:
+            pending = self._pending
+            if request.cid in pending:
                 if not generated:
                     raise InvalidRequestError(f"clientMsgId {request.cid!r} is already pending")
                 # A user id already took this generated id: take one that is free.
                 request.cid = self._new_id()
                 request.frame = self._encoder.encode(request.message, request.cid)
-            if len(self._pending) >= self.max_pending:
-                raise QueueFullError(f"{len(self._pending)} requests pending (max_pending={self.max_pending})")
-            pending = self._pending
+            if len(pending) >= self.max_pending:
+                raise QueueFullError(f"{len(pending)} requests pending (max_pending={self.max_pending})")
             conn = self._conn
             if (not pending and conn is not None and conn.ready and not self._writing and not request.priority
                     and not conn.tls.backlog):
@@ -570,6 +571,7 @@ class Client:
             else:
                 self._queue.append(request)
             if self._writer_waiting:
+                self._writer_waiting = False  # one notify per wait is enough
                 self._wcond.notify()
             return None
 
