@@ -876,6 +876,8 @@ class Client:
             self._leading = True
         token = self._read_token
         try:
+            if self._queue and not self._writing:
+                self._flush_from_caller(conn)
             if not token.acquire(blocking=False):
                 try:
                     self._yield_w.send(b"y")  # the reader thread is in select(): ask it to step aside
@@ -912,6 +914,34 @@ class Client:
             with lead:
                 self._leading = False
                 self._lead_end = time.monotonic()
+
+    def _flush_from_caller(self, conn: _Conn) -> None:
+        """Write what is queued from the caller's thread before it waits (one TLS write, no hand-off
+        to the writer thread); what the socket does not take now is left to the writer."""
+        with self._lock:
+            if self._writing or conn.lost or not conn.ready:
+                return
+            now = time.monotonic()
+            batch, _ = self._take_batch(conn, now)
+            if not batch:
+                return
+            self._writing = True
+            self._last_write = now
+        try:
+            complete = conn.tls.send_nowait(b"".join([r.frame for r in batch]))
+        except Interrupted:
+            complete = True
+        except (OSError, ssl.SSLError) as exc:
+            complete = True
+            self._lose(conn, ConnectionLostError(f"write failed: {exc}"))
+        with self._lock:
+            self._writing = False
+            if (not complete or self._queue or self._pqueue or self._hqueue) and self._writer_waiting:
+                self._writer_waiting = False
+                self._wcond.notify()
+        for request in batch:
+            if request.expect == EXPECT_NOTHING:
+                request._finish(None, None)
 
     def _handle_frames(self, conn: _Conn, frames: list[Any]) -> None:
         """Match answers to their requests and hand every message to the callbacks.
