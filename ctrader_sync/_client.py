@@ -516,7 +516,7 @@ class Client:
                                          expect, pt in self._historical, wait, next(self._seq), message)
         inline = self._enqueue(request, generated=clientMsgId is None)
         if inline is not None:
-            self._write_inline(inline, request)
+            self._write_inline(inline, [request])
         return future
 
     def _new_id(self) -> str:
@@ -575,11 +575,12 @@ class Client:
                 self._wcond.notify()
             return None
 
-    def _write_inline(self, conn: _Conn, request: Request) -> None:
-        """Write one claimed request from the caller's thread without blocking; whatever the socket
-        does not take now is left to the writer thread."""
+    def _write_inline(self, conn: _Conn, batch: list[Request]) -> None:
+        """Write claimed requests from the caller's thread without blocking (the caller set
+        ``_writing``); whatever the socket does not take now is left to the writer thread."""
+        data = batch[0].frame if len(batch) == 1 else b"".join([r.frame for r in batch])
         try:
-            complete = conn.tls.send_nowait(request.frame)
+            complete = conn.tls.send_nowait(data)
         except Interrupted:
             complete = True
         except (OSError, ssl.SSLError) as exc:
@@ -588,9 +589,11 @@ class Client:
         with self._lock:
             self._writing = False
             if (not complete or self._queue or self._pqueue or self._hqueue) and self._writer_waiting:
+                self._writer_waiting = False
                 self._wcond.notify()
-        if request.expect == EXPECT_NOTHING:
-            request._resolve(None)
+        for request in batch:
+            if request.expect == EXPECT_NOTHING:
+                request._finish(None, None)
 
     def request(self, message: Message | int | str, timeout: float | None = None, **fields: Any) -> Any:
         """Send and wait: ``send(message, ...).result()``, with ``timeout`` for both queueing and answer.
@@ -927,21 +930,7 @@ class Client:
                 return
             self._writing = True
             self._last_write = now
-        try:
-            complete = conn.tls.send_nowait(b"".join([r.frame for r in batch]))
-        except Interrupted:
-            complete = True
-        except (OSError, ssl.SSLError) as exc:
-            complete = True
-            self._lose(conn, ConnectionLostError(f"write failed: {exc}"))
-        with self._lock:
-            self._writing = False
-            if (not complete or self._queue or self._pqueue or self._hqueue) and self._writer_waiting:
-                self._writer_waiting = False
-                self._wcond.notify()
-        for request in batch:
-            if request.expect == EXPECT_NOTHING:
-                request._finish(None, None)
+        self._write_inline(conn, batch)
 
     def _handle_frames(self, conn: _Conn, frames: list[Any]) -> None:
         """Match answers to their requests and hand every message to the callbacks.
