@@ -172,7 +172,8 @@ class Client:
             counted in :attr:`dropped_events`.
         rate_limit_retries: how often a request refused with ``REQUEST_FREQUENCY_EXCEEDED`` /
             ``BLOCKED_PAYLOAD_TYPE`` is re-sent before it fails with ``RateLimitError``.
-        rate_limit_margin: extra seconds added to the 1 s window to absorb network jitter.
+        rate_limit_margin: extra seconds added to the 1 s window to absorb network and scheduling
+            jitter (default 50 ms: at most 50 requests per 1.05 s at full speed).
         dangerously_skip_tls_verification: accept any certificate and host name. Never use it with real
             credentials; it logs a warning.
     """
@@ -196,7 +197,7 @@ class Client:
         max_pending: int = 1_000_000,
         max_events: int = 100_000,
         rate_limit_retries: int = 3,
-        rate_limit_margin: float = 0.02,
+        rate_limit_margin: float = 0.05,
         dangerously_skip_tls_verification: bool = False,
     ) -> None:
         if connect_timeout <= 0 or response_timeout <= 0:
@@ -575,6 +576,20 @@ class Client:
                 self._wcond.notify()
             return None
 
+    def _stamp_written(self, batch: list[Request]) -> None:
+        """Count the batch's writes at the time they left, not when they were claimed (under the
+        lock, before anyone else may claim): a writer delayed in between must not let the server
+        see more than the limit in one window."""
+        limiter = self._limiter
+        if limiter is None or not batch:
+            return
+        now = time.monotonic()
+        limiter.restamp(len(batch), now)
+        if self._hlimiter is not None:
+            historical = sum(1 for r in batch if r.historical)
+            if historical:
+                self._hlimiter.restamp(historical, now)
+
     def _write_inline(self, conn: _Conn, batch: list[Request]) -> None:
         """Write claimed requests from the caller's thread without blocking (the caller set
         ``_writing``); whatever the socket does not take now is left to the writer thread."""
@@ -588,6 +603,7 @@ class Client:
             self._lose(conn, ConnectionLostError(f"write failed: {exc}"))
         with self._lock:
             self._writing = False
+            self._stamp_written(batch)
             if (not complete or self._queue or self._pqueue or self._hqueue) and self._writer_waiting:
                 self._writer_waiting = False
                 self._wcond.notify()
@@ -772,6 +788,7 @@ class Client:
             finally:
                 with self._lock:
                     self._writing = False
+                    self._stamp_written(batch)
             for request in batch:
                 if request.expect == EXPECT_NOTHING:
                     request._resolve(None)

@@ -53,6 +53,18 @@ class SlidingWindowLimiter:
         """Count one event at time ``now`` (times must not decrease)."""
         self._times.append(now)
 
+    def restamp(self, count: int, now: float) -> None:
+        """Move the newest ``count`` events to ``now`` (never earlier than they were).
+
+        The client counts a write when it claims the requests and stamps them again when the
+        bytes have left, so a writer delayed between the two (the GIL, a busy machine) cannot make
+        the server see more than the limit in one window.
+        """
+        times = self._times
+        for i in range(1, min(count, len(times)) + 1):
+            if times[-i] < now:
+                times[-i] = now
+
     def reset(self) -> None:
         """Forget past events (a new connection has a fresh budget on the server)."""
         self._times.clear()

@@ -78,3 +78,16 @@ def test_attempt_limit_and_validation() -> None:
     for bad in ({"multiplier": 0.5}, {"jitter": 2.0}, {"max_attempts": 0}, {"initial": -1.0}):
         with pytest.raises(ValueError):
             ReconnectPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_restamp_counts_a_delayed_write_when_it_left() -> None:
+    """Claimed at t=0 but written at t=0.4 (a writer held up by the GIL or a busy machine): the next
+    write must wait for 1 s after 0.4, or the server would see the two bursts within one second."""
+    limiter = SlidingWindowLimiter(3, 1.0, margin=0.0)
+    for _ in range(3):
+        limiter.record(0.0)
+    limiter.restamp(3, 0.4)
+    assert limiter.wait_time(1.1) == pytest.approx(0.3)
+    assert limiter.available(1.39) == 0 and limiter.available(1.41) == 3
+    limiter.restamp(2, 0.1)  # never moves a stamp back
+    assert limiter.available(1.39) == 0
