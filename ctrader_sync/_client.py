@@ -1012,7 +1012,8 @@ class Client:
                                   type(message).__name__, getattr(callback, "__qualname__", callback))
 
     def _match_locked(self, request: Request, pt: int, message: Any) -> None:
-        """Apply an error or session-changing answer to its request (under the lock)."""
+        """Apply an error answer, or the answer to a session-changing request, to its request (under
+        the lock; see _handle_frames for which answers come here)."""
         pending = self._pending
         if pt in _ERROR_TYPES:
             error = server_error_from_message(message)
@@ -1028,9 +1029,7 @@ class Client:
                 return
             del pending[request.cid]
             request._fail(error)
-        elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
-            return  # not the answer this request waits for; it still reaches the callbacks
-        else:
+        else:  # a session-changing request (subscribe, account auth...): all have a ...Res
             del pending[request.cid]
             if self._session is not None:
                 self._session.answered(request.payloadType, request.message)

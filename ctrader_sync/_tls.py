@@ -125,15 +125,6 @@ class TLSConnection:
                 self.flush_needed = True
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def recv(self, timeout: float) -> bytes | None:
-        """:meth:`recv_nowait` after waiting up to ``timeout`` for data; ``None`` on timeout."""
-        data = self.recv_nowait()
-        if data is None:
-            if not self.wait_readable(timeout):
-                return None
-            data = self.recv_nowait()
-        return b"" if data is None else data
-
     # -- writer side ------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:

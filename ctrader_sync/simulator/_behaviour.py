@@ -604,16 +604,23 @@ class Session:
         if account is None:
             return
         with self.sim._lock:
-            order = account.orders.pop(int(msg.orderId), None)
+            order = self._pending_order(account, int(msg.orderId), cid)
             if order is None:
-                self._order_error(cid, account.account_id, "ORDER_NOT_FOUND", f"no pending order {msg.orderId}",
-                                  order_id=int(msg.orderId))
                 return
+            del account.orders[order.order_id]
             order.status = ORDER_STATUS_CANCELLED
             order.updated_ms = _now_ms()
             event = M.ProtoOAExecutionEvent(ctidTraderAccountId=account.account_id,
                                             executionType=EX_CANCELLED, order=order.to_proto())
         self._send_execution(cid, account, [event])
+
+    def _pending_order(self, account: Account, order_id: int, cid: str | None) -> OrderState | None:
+        """The account's pending order ``order_id``, or ``None`` after answering ORDER_NOT_FOUND."""
+        order = account.orders.get(order_id)
+        if order is None:
+            self._order_error(cid, account.account_id, "ORDER_NOT_FOUND", f"no pending order {order_id}",
+                              order_id=order_id)
+        return order
 
     def amend_order(self, msg: M.ProtoOAAmendOrderReq, cid: str | None) -> None:
         """``ProtoOAAmendOrderReq``: change a pending order's volume, prices or protection."""
@@ -621,10 +628,8 @@ class Session:
         if account is None:
             return
         with self.sim._lock:
-            order = account.orders.get(int(msg.orderId))
+            order = self._pending_order(account, int(msg.orderId), cid)
             if order is None:
-                self._order_error(cid, account.account_id, "ORDER_NOT_FOUND", f"no pending order {msg.orderId}",
-                                  order_id=int(msg.orderId))
                 return
             symbol = self._symbol(order.symbol_id)
             assert symbol is not None
