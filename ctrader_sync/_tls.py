@@ -10,6 +10,7 @@ also watches a wake-up socket, so ``close()`` interrupts any of them at once.
 from __future__ import annotations
 
 import errno
+import logging
 import select
 import socket
 import ssl
@@ -18,7 +19,9 @@ import time
 
 from .errors import ConnectError
 
-__all__ = ["TLSConnection", "default_ssl_context", "open_tls_connection"]
+__all__ = ["TLSConnection", "client_ssl_context", "default_ssl_context", "open_tls_connection"]
+
+log = logging.getLogger("ctrader_sync")
 
 _READ_SIZE = 256 * 1024
 
@@ -42,6 +45,24 @@ def default_ssl_context() -> ssl.SSLContext:
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def client_ssl_context(given: ssl.SSLContext | None, skip_verification: bool, host: str,
+                       port: int) -> ssl.SSLContext:
+    """The context a client uses: ``given``, or the verifying default; with ``skip_verification``
+    one that accepts any certificate.  Either way of not verifying logs a warning."""
+    if skip_verification:
+        log.warning("ctrader_sync: TLS verification is OFF for %s:%d; anyone on the path can read "
+                    "and alter this session, credentials included", host, port)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if given is not None and (given.verify_mode == ssl.CERT_NONE or not given.check_hostname):
+        log.warning("ctrader_sync: the ssl_context given for %s:%d does not verify the server's "
+                    "certificate%s; use dangerously_skip_tls_verification=True to say so explicitly",
+                    host, port, "" if given.verify_mode == ssl.CERT_NONE else " host name")
+    return given or default_ssl_context()
 
 
 class Interrupted(Exception):
