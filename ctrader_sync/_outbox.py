@@ -143,6 +143,15 @@ class Outbox:
                 self.wcond.notify()
             return None
 
+    def attach(self, link: Link) -> None:
+        """A new connection is the current one (under the lock).  The limits are per connection
+        (the server's budget starts afresh), so the limiters forget the old connection's writes."""
+        self.link = link
+        self.last_write = time.monotonic()
+        for limiter in (self.limiter, self.hlimiter):
+            if limiter is not None:
+                limiter.reset()
+
     def wake_writer(self) -> None:
         """Wake the writer thread (TLS has bytes of its own to send, e.g. a key update)."""
         with self.wcond:

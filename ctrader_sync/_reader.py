@@ -10,8 +10,10 @@ Two kinds of thread read a link, one at a time (whoever holds the **read token**
   next caller of a request/answer loop finds the token free.
 
 Decoded frames go up through ``handle(link, frames)`` (inbound routing), handed to the reader when
-it was built; a broken stream ends the link (:meth:`Link.lose`); TLS bytes to send (a key update)
-wake the writer through ``wake_writer``.
+it was built; a broken stream ends the link (:meth:`Link.lose`) with the reason: a
+``ProtocolError`` for bytes that break the framing, ``TruncatedStreamError`` when the peer closed
+the stream inside a frame, ``ConnectionLostError`` for any other end; TLS bytes to send (a key
+update) wake the writer through ``wake_writer``.
 
 Locks: the read token (held while reading; the core lock may be taken under it, never the
 reverse); ``_park`` (a condition the parked reader thread waits on; guards ``_link`` and
@@ -32,7 +34,7 @@ from typing import Any
 from ._link import Link
 from ._pending import RequestFuture
 from ._tls import Interrupted
-from .errors import ConnectionLostError, ProtocolError
+from .errors import ConnectionLostError, ProtocolError, TruncatedStreamError
 
 __all__ = ["Reader"]
 
@@ -147,7 +149,12 @@ class Reader:
         try:
             data = tls.recv_nowait()
         except EOFError as exc:
-            link.lose(ConnectionLostError(str(exc)))
+            reason: BaseException = ConnectionLostError(str(exc))
+            try:
+                link.codec.eof()  # the stream must not end inside a frame
+            except TruncatedStreamError as truncated:
+                reason = TruncatedStreamError(f"{truncated}: {exc}")
+            link.lose(reason)
             return False
         except (OSError, ssl.SSLError) as exc:
             if not link.lost:
