@@ -34,7 +34,11 @@ from concurrent.futures._base import (  # the states are part of Future's docume
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "FutureHooks", "Request", "RequestFuture"]
+from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
+from .protobuf import REGISTRY, TYPE_OF
+
+__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks", "Request",
+           "RequestFuture"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -346,3 +350,10 @@ def request_kinds(registry: dict[int, type[Any]], heartbeat: int,
         elif pt == heartbeat:
             kinds[cls] = (pt, EXPECT_NOTHING)
     return kinds
+
+
+TRADING_REQUESTS = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "ProtoOAAmendOrderReq",
+                              "ProtoOAAmendPositionSLTPReq", "ProtoOAClosePositionReq"})
+"""Requests answered by the first ``ProtoOAExecutionEvent`` carrying their ``clientMsgId``."""
+REQUEST_KINDS = request_kinds(REGISTRY, TYPE_OF[ProtoHeartbeatEvent], TRADING_REQUESTS)
+"""Message class -> (payload type, what answers it), for ``send()``."""
