@@ -52,6 +52,7 @@ class EventBus:
     def __init__(self, client: object, dispatcher: Dispatcher) -> None:
         self._client = client
         self._dispatcher = dispatcher
+        # Serializes registrations (the handler table is replaced, never changed in place); a leaf.
         self._lock = threading.Lock()
         self.on_connected: Callable[[Any], Any] | None = None
         self.on_disconnected: Callable[[Any, BaseException], Any] | None = None
@@ -150,7 +151,7 @@ class EventStream:
         self.dropped = 0
         """Events dropped because the reader fell ``maxsize`` behind."""
         self._items: deque[Message] = deque()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards _items, _closed and dropped; a leaf
         self._closed = False
         self._bus = bus
         self._handles: list[EventHandle] = [bus.on(t, self._put) for t in types] if types else [

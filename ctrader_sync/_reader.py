@@ -67,9 +67,11 @@ class Reader:
         """The client's own threads: they never read for themselves (set once they started)."""
         self._link: Link | None = None
         self._stopping = False
-        self._read_token = threading.Lock()  # held by whoever reads the link
-        self._park = threading.Condition(threading.Lock())
-        self._lead_lock = threading.Lock()
+        # Held by whoever reads the link (one reader at a time, so the stream is decoded in
+        # order); the core lock may be taken under it, never the reverse.
+        self._read_token = threading.Lock()
+        self._park = threading.Condition(threading.Lock())  # guards _link, _stopping; a leaf
+        self._lead_lock = threading.Lock()  # guards _leading (one caller leads); a leaf
         self._leading = False
         self._lead_end = 0.0
         self._yield_r, self._yield_w = socket.socketpair()

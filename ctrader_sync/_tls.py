@@ -86,6 +86,8 @@ class TLSConnection:
         self._in = incoming
         self._out = outgoing
         self._wake = wake
+        # Guards the SSLObject and its BIOs, held only for in-memory calls (never for socket I/O,
+        # never while taking another lock): a leaf.
         self._lock = threading.Lock()
         self._closed = False
         self.flush_needed = False
