@@ -146,8 +146,7 @@ class Client:
         self._sessions = SessionManager(outbox.lock, self.request, self.send, self._send_priority,
                                         self.response_timeout)
         self._inbound = Inbound(outbox, self.rate_limit_retry,
-                                self._sessions.answered, self._sessions.events, self._bus.post,
-                                self._bus.wants_events)
+                                self._sessions.answered, self._sessions.events, self._bus.post)
         self._reader = Reader(self._inbound.handle, outbox.wake_writer, self._writer.flush_from_caller, where)
         self._supervisor = Supervisor(
             outbox, self._reader.attach, self._sessions.recover, self._bus.connected, self._bus.disconnected,

@@ -63,10 +63,6 @@ class EventBus:
         self.closed = False
         """Set when the client closes: event streams end."""
 
-    def wants_events(self) -> bool:
-        """Whether received messages must be posted to the dispatcher."""
-        return self.wanted
-
     def set_message_callback(self, callback: Callable[[Any, Message], Any] | None) -> None:
         """The old SDK's ``setMessageReceivedCallback``."""
         with self._lock:
@@ -96,8 +92,10 @@ class EventBus:
             self.wanted = bool(handlers) or self._on_message is not None
 
     def post(self, frames: list[Any]) -> None:
-        """Hand one read's frames to the dispatcher (one item; counted per event)."""
-        self._dispatcher.post_events(self._deliver, frames)
+        """Hand one read's frames to the dispatcher (one item; counted per event), if any callback
+        wants them."""
+        if self.wanted:
+            self._dispatcher.post_events(self._deliver, frames)
 
     def connected(self) -> None:
         """A connection is up: run the connected callback (if any) on the dispatcher thread."""
