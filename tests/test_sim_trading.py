@@ -302,3 +302,18 @@ def test_expected_margin_and_trader(make: Harness) -> None:
                                                                                                  10_000)
     _, buy = order(wire, a, "buy")
     assert buy.position.usedMargin == 108_500
+
+
+def test_trailing_stop_loss_follows_the_price_then_triggers(make: Harness) -> None:
+    sim, wire, a = still(make)
+    sim.set_price("EURUSD", 1.10000, 1.10010)
+    _, buy = order(wire, a, "buy", relativeStopLoss=200, trailingStopLoss=True)
+    assert buy.position.stopLoss == 1.0981 and buy.position.trailingStopLoss
+    sim.set_price("EURUSD", 1.10100, 1.10110)  # the bid rose 100 points above the fill: SL follows
+    moved = wire.next(lambda f: f.payloadType == 2107).message
+    assert moved.positionId == buy.position.positionId and moved.stopPrice == 1.0991
+    sim.set_price("EURUSD", 1.10050, 1.10060)  # a fall does not move it back
+    sim.set_price("EURUSD", 1.09900, 1.09910)  # the bid reaches it
+    closed = pushed(wire, FILLED)
+    assert closed.position.positionStatus == 2 and closed.deal.executionPrice == 1.099
+    assert [f.message.stopPrice for f in wire.stash if f.payloadType == 2107] == []

@@ -163,6 +163,9 @@ class Trading:
                             ("expiration_ms", "expirationTimestamp"), ("slippage_points", "slippageInPoints")):
             if msg.HasField(field):  # type: ignore[arg-type]
                 setattr(order, name, getattr(msg, field))
+        order.trailing = msg.trailingStopLoss
+        if order.trailing and order.stop_loss is None and order.relative_stop_loss is None:
+            raise Refusal("TRADING_BAD_STOPS", "a trailing stop loss needs a stop loss")
         for rel in (order.relative_stop_loss, order.relative_take_profit):
             if rel is not None and rel <= 0:
                 raise Refusal("TRADING_BAD_STOPS", "relative stops must be positive")
@@ -242,7 +245,12 @@ class Trading:
         except Refusal as exc:
             exc.position_id = position.position_id
             raise
+        if msg.trailingStopLoss and stop_loss is None:
+            raise Refusal("TRADING_BAD_STOPS", "a trailing stop loss needs a stop loss",
+                          position_id=position.position_id)
         position.stop_loss, position.take_profit = stop_loss, take_profit
+        position.trail_distance = abs((bid if position.side == BUY else ask) - to_points(stop_loss)) \
+            if msg.trailingStopLoss and stop_loss is not None else None
         position.updated_ms = self.fills.now_ms()
         return [execution(account.account_id, ORDER_REPLACED, position=position)]
 
