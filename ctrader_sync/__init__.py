@@ -51,6 +51,8 @@ _LAZY = {
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
     "EventStream": "._events",
+    "every": ".timers",
+    "Every": ".timers",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._reconnect import ReconnectPolicy
     from .auth import Auth
     from .protobuf import Protobuf
+    from .timers import Every, every
 
 
 def __getattr__(name: str) -> Any:
@@ -90,6 +93,7 @@ __all__ = [
     "ConnectionLostError",
     "EndPoints",
     "EventStream",
+    "Every",
     "Frame",
     "FrameTooLargeError",
     "InvalidRequestError",
@@ -106,4 +110,5 @@ __all__ = [
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
     "__version__",
+    "every",
 ]

@@ -27,7 +27,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from ._codec import DEFAULT_MAX_FRAME_SIZE, TcpProtocol
+from ._codec import DEFAULT_MAX_FRAME_SIZE, TcpProtocol, envelope_of
 from ._dispatch import Dispatcher
 from ._events import EventStream
 from ._pending import EXPECT_EXECUTION, EXPECT_NOTHING, EXPECT_RESPONSE, Request, RequestFuture
@@ -49,6 +49,7 @@ from .errors import (
     ServerError,
     server_error_from_message,
 )
+from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from .messages.OpenApiMessages_pb2 import (
     ProtoOAAccountAuthReq,
     ProtoOAApplicationAuthReq,
@@ -109,6 +110,15 @@ _LEAD_GRACE = 0.002
 """Seconds the reader thread stays parked after a caller read its own answer (see _assist_read)."""
 _MAX_BATCH_BYTES = 256 * 1024
 _MAX_BATCH_FRAMES = 256
+
+
+class _WantsEnvelope:
+    """A callback registered with ``on(..., envelope=True)``: it receives the ``ProtoMessage``."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[Any], Any]) -> None:
+        self.callback = callback
 
 
 class EventHandle:
@@ -269,9 +279,10 @@ class Client:
 
         self._on_connected: Callable[[Client], Any] | None = None
         self._on_disconnected: Callable[[Client, BaseException], Any] | None = None
-        self._on_message: Callable[[Client, Message], Any] | None = None
+        self._on_message: Callable[[Client, ProtoMessage], Any] | None = None
         self._handlers: dict[int | None, list[Callable[..., Any]]] = {}
         self._any_handler = False
+        self._envelopes = False  # some callback wants ProtoMessage envelopes (see _deliver)
 
         self._dispatcher = Dispatcher(f"ctrader_sync-dispatcher-{self._number}", max_events)
         self._post = self._dispatcher.post
@@ -304,25 +315,43 @@ class Client:
         """Call ``callback(client, reason)`` once per lost connection; ``reason`` is the exception."""
         self._on_disconnected = callback
 
-    def setMessageReceivedCallback(self, callback: Callable[[Client, Message], Any] | None) -> None:
-        """Call ``callback(client, message)`` for every message received (extracted, in order)."""
-        self._on_message = callback
-        self._any_handler = bool(self._handlers) or callback is not None
+    def setMessageReceivedCallback(self, callback: Callable[[Client, ProtoMessage], Any] | None) -> None:
+        """Call ``callback(client, envelope)`` on the dispatcher thread for every message received, in
+        order, heartbeats included, as the old SDK did.
 
-    def on(self, message_type: type[Message] | int | str | None,
-           callback: Callable[[Message], Any]) -> EventHandle:
+        ``envelope`` is the ``ProtoMessage`` as it came on the wire: ``payloadType``,
+        ``clientMsgId`` (``""`` when the server sent none) and ``payload`` (the inner message's
+        bytes); ``Protobuf.extract(envelope)`` gives the inner message.  :meth:`on`,
+        :meth:`events` and futures give extracted messages.
+        """
+        with self._lock:
+            self._on_message = callback
+            self._any_handler = bool(self._handlers) or callback is not None
+            self._envelopes = callback is not None or self._wants_envelopes(self._handlers)
+
+    @staticmethod
+    def _wants_envelopes(handlers: dict[int | None, list[Callable[..., Any]]]) -> bool:
+        return any(isinstance(c, _WantsEnvelope) for callbacks in handlers.values() for c in callbacks)
+
+    def on(self, message_type: type[Message] | int | str | None, callback: Callable[[Any], Any], *,
+           envelope: bool = False) -> EventHandle:
         """Call ``callback(message)`` on the dispatcher thread for every received message of a type.
 
         ``message_type`` is a message class, a payload type number or name, or ``None`` for all
-        messages.  Returns a handle whose ``remove()`` unregisters the callback.
+        messages.  With ``envelope=True`` the callback receives the ``ProtoMessage`` envelope
+        instead (``payloadType``, ``clientMsgId``, ``payload``): the way to tell which request a
+        later event belongs to, e.g. ``ORDER_FILLED`` after the ``ORDER_ACCEPTED`` a new order's
+        future resolved to.  Returns a handle whose ``remove()`` unregisters the callback.
         """
         key = None if message_type is None else (
             Protobuf.payload_type(message_type) if isinstance(message_type, type) else
-            Protobuf.payload_type(Protobuf.get_type(message_type)))
+            Protobuf.get_type(message_type))
+        stored: Callable[..., Any] = _WantsEnvelope(callback) if envelope else callback  # type: ignore[assignment]
         with self._lock:
-            self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), callback]}
+            self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), stored]}
             self._any_handler = True
-        return EventHandle(self, key, callback)
+            self._envelopes = self._envelopes or envelope
+        return EventHandle(self, key, stored)
 
     def _remove_handler(self, key: int | None, callback: Callable[..., Any]) -> None:
         with self._lock:
@@ -334,6 +363,7 @@ class Client:
                 handlers.pop(key, None)
             self._handlers = handlers
             self._any_handler = bool(handlers) or self._on_message is not None
+            self._envelopes = self._on_message is not None or self._wants_envelopes(handlers)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -390,6 +420,11 @@ class Client:
         """True while a connection is up and its session recovered."""
         conn = self._conn
         return conn is not None and conn.ready
+
+    @property
+    def isConnected(self) -> bool:
+        """Old-SDK name of :attr:`is_connected`."""
+        return self.is_connected
 
     @property
     def connection_count(self) -> int:
@@ -494,13 +529,22 @@ class Client:
         kind = _KINDS.get(type(message))  # type: ignore[arg-type]
         if kind is None:
             if isinstance(message, (int, str)):
-                message = Protobuf.get(message, **fields)
-                kind = _KINDS.get(type(message))
+                built: Message = Protobuf.get(message, **fields)
+                message = built
+                kind = _KINDS.get(type(built))
             if kind is None:
                 raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
                                           "or a ProtoHeartbeatEvent")
         elif fields:
-            raise TypeError("field keywords are only accepted with a payload type number or name")
+            # The old SDK ignored keywords given with a message object (ConsoleSample passes
+            # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
+            # ignored here too; a real value would be silently dropped, so it is refused.
+            given = sorted(k for k, v in fields.items() if v is not None)
+            if given:
+                raise TypeError(
+                    f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
+                    "only applied with a payload type number or name; set them on the message object "
+                    "(the old SDK silently ignored them here)")
         pt, expect = kind
         if timeout is None:
             timeout = responseTimeoutInSeconds
@@ -991,16 +1035,13 @@ class Client:
 
     def _deliver(self, frames: list[Any]) -> None:
         """Run the callbacks for received messages, in order (on the dispatcher thread)."""
-        on_message = self._on_message
+        if self._envelopes:
+            self._deliver_envelopes(frames)
+            return
         handlers = self._handlers
         everything = handlers.get(None, ())
         by_type: dict[int, tuple[Callable[..., Any], ...]] = {}
         for pt, _, message in frames:
-            if on_message is not None:
-                try:
-                    on_message(self, message)
-                except Exception:
-                    log.exception("ctrader_sync: the message callback raised; I/O continues")
             callbacks = by_type.get(pt)
             if callbacks is None:
                 callbacks = by_type[pt] = (*handlers.get(pt, ()), *everything)
@@ -1010,6 +1051,34 @@ class Client:
                 except Exception:
                     log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
                                   type(message).__name__, getattr(callback, "__qualname__", callback))
+
+    def _deliver_envelopes(self, frames: list[Any]) -> None:
+        """:meth:`_deliver` when the message-received callback or an ``envelope=True`` handler is set:
+        the ``ProtoMessage`` envelope is rebuilt from the frame (once per frame, only then)."""
+        on_message = self._on_message
+        handlers = self._handlers
+        everything = handlers.get(None, ())
+        for frame in frames:
+            message = frame[2]
+            envelope = None
+            if on_message is not None:
+                envelope = envelope_of(frame)
+                try:
+                    on_message(self, envelope)
+                except Exception:
+                    log.exception("ctrader_sync: the message callback raised; I/O continues")
+            for callback in (*handlers.get(frame[0], ()), *everything):
+                if type(callback) is _WantsEnvelope:
+                    if envelope is None:
+                        envelope = envelope_of(frame)
+                    target, arg = callback.callback, envelope
+                else:
+                    target, arg = callback, message
+                try:
+                    target(arg)
+                except Exception:
+                    log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
+                                  type(message).__name__, getattr(target, "__qualname__", target))
 
     def _match_locked(self, request: Request, pt: int, message: Any) -> None:
         """Apply an error answer, or the answer to a session-changing request, to its request (under
@@ -1213,8 +1282,11 @@ class Client:
         return sorted(session.authorized) if session is not None else []
 
     def events(self, *types: type[Message] | int | str, maxsize: int = 10_000,
-               timeout: float | None = None) -> EventStream:
+               timeout: float | None = None, envelope: bool = False) -> EventStream:
         """A blocking iterator over received messages of ``types`` (all messages if none given).
+
+        With ``envelope=True`` it yields ``ProtoMessage`` envelopes (``payloadType``,
+        ``clientMsgId``, ``payload``) instead of extracted messages.
 
         Use it as a context manager so the subscription ends with the block::
 
@@ -1224,7 +1296,7 @@ class Client:
 
         When ``maxsize`` events wait unread, the oldest is dropped and counted in ``dropped``.
         """
-        return EventStream(self, types, maxsize, timeout)
+        return EventStream(self, types, maxsize, timeout, envelope)
 
     def _send_priority(self, message: Message, timeout: float | None = None) -> RequestFuture:
         """Send a session request that is written before ordinary requests (used during recovery)."""

@@ -26,7 +26,7 @@ class EventStream:
     """
 
     def __init__(self, client: Client, types: tuple[type[Message] | int | str, ...], maxsize: int,
-                 timeout: float | None) -> None:
+                 timeout: float | None, envelope: bool = False) -> None:
         if maxsize <= 0:
             raise ValueError("maxsize must be positive")
         self.maxsize = maxsize
@@ -37,8 +37,8 @@ class EventStream:
         self._cond = threading.Condition()
         self._closed = False
         self._client = client
-        self._handles: list[EventHandle] = [client.on(t, self._put) for t in types] if types else [
-            client.on(None, self._put)]
+        self._handles: list[EventHandle] = [client.on(t, self._put, envelope=envelope) for t in types] if types else [
+            client.on(None, self._put, envelope=envelope)]
 
     def _put(self, message: Message) -> None:
         with self._cond:
