@@ -22,7 +22,9 @@ class EventStream:
     Overflow policy: a bounded queue (``maxsize``); when it is full the *oldest* event is dropped
     (for prices the newest matters most) and counted in :attr:`dropped`.  Iteration ends when no
     event arrived for ``timeout`` seconds (if given), when the stream is closed, or when the client
-    is closed.  Use :meth:`get` for one event with its own timeout.
+    is closed.  Use :meth:`get` for one event with its own timeout.  With ``envelope=True`` the
+    stream holds ``ProtoMessage`` envelopes (``payloadType``, ``clientMsgId``, ``payload``) instead
+    of extracted messages.
     """
 
     def __init__(self, client: Client, types: tuple[type[Message] | int | str, ...], maxsize: int,

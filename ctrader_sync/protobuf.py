@@ -152,11 +152,16 @@ class Protobuf:
             raise InvalidRequestError(f"{message_class.__name__}: {exc}") from None
 
     @staticmethod
-    def payload_type(message: Message | type[Message]) -> int:
+    def payload_type(message: Message | type[Message] | int) -> int:
         """Return the payload type number of a message or message class.
 
-        For a ``ProtoMessage`` envelope, its ``payloadType`` field.
+        For a ``ProtoMessage`` envelope, its ``payloadType`` field; a known payload type number is
+        returned as is (so ``payload_type(get_type(...))`` works).
         """
+        if isinstance(message, int):
+            if isinstance(message, bool) or message not in _BY_TYPE:
+                raise UnknownPayloadTypeError(message)
+            return message
         if isinstance(message, ProtoMessage):
             return int(message.payloadType)
         cls = message if isinstance(message, type) else type(message)

@@ -99,7 +99,9 @@ ROWS = {
 def _table_rows() -> list[str]:
     """First cells of the migration table (a list-table in README.rst)."""
     text = (ROOT / "README.rst").read_text()
-    section = text.split("Migrating from the old SDK", 1)[1].split("\nUnits helpers", 1)[0]
+    title = "Migrating from the old SDK (``ctrader-open-api``)\n" + "=" * 49 + "\n"
+    assert title in text, "the README lost its migration section"
+    section = text.split(title, 1)[1].split("\nUnits helpers\n", 1)[0]
     rows: list[str] = []
     for line in section.splitlines():
         if line.startswith("   * - "):
@@ -491,6 +493,12 @@ def test_auth_like_the_old_sdk(start_server: StartServer) -> None:  # noqa: F811
         urllib.parse.parse_qs(urllib.parse.urlsplit(old_uri).query)
     server = start_server()
     assert _auth(server.token_uri).getToken("code") == TOKEN_JSON  # the token JSON, as before
+    # The old keyword: another token endpoint for one call.
+    assert _auth(ctrader_sync.EndPoints.TOKEN_URI).getToken("code", baseUri=server.token_uri) == TOKEN_JSON
+    assert _auth(ctrader_sync.EndPoints.TOKEN_URI).refreshToken("r", baseUri=server.token_uri) == TOKEN_JSON
+    assert [seen.form()["grant_type"] for seen in server.seen] == ["authorization_code"] * 2 + ["refresh_token"]
+    with pytest.raises(ValueError, match="https"):
+        auth.getToken("code", baseUri="http://127.0.0.1:1/apps/token")
     server.reply = Reply(body=json.dumps({"errorCode": "ACCESS_DENIED", "description": "no"}).encode())
     with pytest.raises(AuthError) as info:  # the old SDK returned this JSON as if it were a token
         _auth(server.token_uri).refreshToken("r")

@@ -69,3 +69,18 @@ def test_extract_wrap_and_idempotence() -> None:
     assert Protobuf.extract(out) is out  # already extracted: unchanged
     with pytest.raises(UnknownPayloadTypeError):
         Protobuf.extract(ProtoMessage(payloadType=7777, payload=b""))
+
+
+def test_payload_type_of_a_number_and_get_class_vs_get_type() -> None:
+    # Callers written when get_type returned the class keep working through payload_type().
+    assert Protobuf.payload_type(Protobuf.get_type("ProtoOAVersionReq")) == 2104
+    assert Protobuf.payload_type(Protobuf.get_class("ProtoOAVersionReq")) == 2104
+    with pytest.raises(UnknownPayloadTypeError):
+        Protobuf.payload_type(9999)
+    with pytest.raises(UnknownPayloadTypeError):
+        Protobuf.payload_type(True)
+    assert Protobuf.get_class(0) is ProtoMessage and Protobuf.get_type("ProtoMessage") == 0  # as the old SDK
+    assert Protobuf.get_type(2104.0) == 2104
+    with pytest.raises(UnknownPayloadTypeError):
+        Protobuf.get_class(2104.5)
+    assert Protobuf.get("Nope", fail=False) is None
