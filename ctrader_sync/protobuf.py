@@ -22,7 +22,7 @@ from .messages import (
 )
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 
-__all__ = ["HISTORICAL_PAYLOAD_TYPES", "PayloadKey", "Protobuf"]
+__all__ = ["HISTORICAL_PAYLOAD_TYPES", "WITHDRAWN_PAYLOAD_TYPES", "PayloadKey", "Protobuf"]
 
 PayloadKey = int | str
 """A payload type number, a message name (``"ProtoOAVersionReq"``), its short form
@@ -71,7 +71,14 @@ class Protobuf:
     form (``"VersionReq"``, ``"HeartbeatEvent"``) or the payload type's enum name
     (``"PROTO_OA_VERSION_REQ"``).  As in the old SDK, ``0``, ``"ProtoMessage"`` and ``"Message"``
     name the envelope class ``ProtoMessage``.
+
+    Withdrawn messages: payload types 2189-2193 (the v1 PnL-change messages) are part of schema
+    release 91 and still encode and decode here, but were removed upstream afterwards; they are
+    listed in ``Protobuf.WITHDRAWN_PAYLOAD_TYPES``.  Use ``ProtoOAGetPositionUnrealizedPnLReq``.
     """
+
+    WITHDRAWN_PAYLOAD_TYPES: frozenset[int] = frozenset({2189, 2190, 2191, 2192, 2193})
+    """Payload types withdrawn upstream after release 91 (see the class docstring)."""
 
     @staticmethod
     def get_class(payload: PayloadKey) -> type[Message]:
@@ -220,6 +227,14 @@ HISTORICAL_PAYLOAD_TYPES = frozenset({
 })
 """Historical-data requests: they count against the 5/s limit as well as the general 50/s one (the
 first three per the API documentation, the others assumed; the client and the simulator share this)."""
+
+WITHDRAWN_PAYLOAD_TYPES = Protobuf.WITHDRAWN_PAYLOAD_TYPES
+# 2189 ProtoOAv1PnLChangeEvent, 2190/2191 ProtoOAv1PnLChangeSubscribeReq/Res,
+# 2192/2193 ProtoOAv1PnLChangeUnSubscribeReq/Res
+"""The v1 PnL-change messages: in schema release 91 (kept, so they still encode and decode) but
+withdrawn upstream afterwards (upstream ``main`` no longer compiles them).  Do not build on them:
+ask ``ProtoOAGetPositionUnrealizedPnLReq`` for unrealized P&L instead.  The simulator answers their
+requests ``UNSUPPORTED_MESSAGE``."""
 
 # Exposed for the codec (hot path): direct dict access, no method call.
 REGISTRY = _BY_TYPE

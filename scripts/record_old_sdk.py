@@ -103,12 +103,19 @@ def record_session(sim: dict[str, Any]) -> dict[str, Any]:
             row["executionType"] = int(inner.executionType)
         if hasattr(inner, "errorCode"):
             row["errorCode"] = inner.errorCode
+        if type(inner).__name__ == "ProtoOAOrderListByPositionIdRes":
+            row["orders"] = len(inner.order)
         return row
 
     def on_message(_: Any, message: Any) -> None:
         log["received"].append(describe(message))
-        if message.payloadType == 2126 and Protobuf.extract(message).executionType == 3:  # ORDER_FILLED
-            reactor.callLater(0.3, reactor.stop)
+        if message.payloadType == 2126 and message.clientMsgId == "mkt-1":
+            event = Protobuf.extract(message)
+            if event.executionType == 3:  # ORDER_FILLED: ConsoleSample's OrderListByPositionId call
+                request = ProtoOAOrderListByPositionIdReq(ctidTraderAccountId=account,
+                                                          positionId=event.position.positionId)
+                step("keywords_ignored", request, then=lambda: reactor.callLater(0.3, reactor.stop),
+                     fromTimestamp=None, toTimestamp=None)
 
     def keep(name: str) -> Any:
         def ok(message: Any) -> Any:
@@ -135,8 +142,6 @@ def record_session(sim: dict[str, Any]) -> dict[str, Any]:
              then=after_account_auth)
 
     def after_account_auth() -> None:
-        step("keywords_ignored", ProtoOAOrderListByPositionIdReq(ctidTraderAccountId=account, positionId=1),
-             fromTimestamp=None, toTimestamp=None)
         step("market_order", ProtoOANewOrderReq(ctidTraderAccountId=account, symbolId=1, orderType=1,
                                                 tradeSide=1, volume=100000), clientMsgId="mkt-1")
 
@@ -147,7 +152,7 @@ def record_session(sim: dict[str, Any]) -> dict[str, Any]:
     client.setConnectedCallback(connected)
     client.setMessageReceivedCallback(on_message)
     client.startService()
-    reactor.callLater(15, reactor.stop)  # a safety net: the session ends after the fill
+    reactor.callLater(15, reactor.stop)  # a safety net: the session ends after the order list
     reactor.run()
     return log
 

@@ -251,23 +251,24 @@ def test_send_by_name() -> None:
 
 def test_send_keywords_with_a_message_object() -> None:
     old = OLD["session"]["results"]["keywords_ignored"]
-    with Simulator() as sim, connected(sim) as client:
+    with Simulator(spot_interval=0) as sim, connected(sim) as client:
         account = manual_login(client, sim)
-        request = ProtoOAOrderListByPositionIdReq(ctidTraderAccountId=account, positionId=1)
-        # ConsoleSample's call: keywords whose value is None are ignored, as the old SDK ignored them.
-        future = client.send(request, fromTimestamp=None, toTimestamp=None, clientMsgId=None)
-        try:
-            answer: Any = future.result(10)
-        except ServerError as exc:
-            answer = exc.response
-        # The simulator's answer decides the type; the old SDK, against the same simulator, got:
-        if old["inner"] in ("ProtoErrorRes", "ProtoOAErrorRes"):
-            assert getattr(answer, "errorCode", None) in (old["errorCode"], None)
-        wire = [r for r in sim.connections[0].inbound() if r.payload_type == 2183]
-        assert len(wire) == 1
+        fills = Recorder()
+        client.on(ProtoOAExecutionEvent, lambda e: fills(e) if e.executionType == ORDER_FILLED else None)
+        accepted = client.send(ProtoOANewOrderReq(ctidTraderAccountId=account, symbolId=1, orderType=1,
+                                                  tradeSide=1, volume=100000)).result(10)
+        ((fill,),) = fills.wait_for(1)
+        request = ProtoOAOrderListByPositionIdReq(ctidTraderAccountId=account, positionId=fill.position.positionId)
+        # ConsoleSample's call: keywords whose value is None are ignored, as the old SDK ignored them
+        # (it got the order list of the position; so does this, against the same simulator).
+        answer = client.send(request, fromTimestamp=None, toTimestamp=None, clientMsgId=None).result(10)
+        assert type(answer).__name__ == old["inner"] == "ProtoOAOrderListByPositionIdRes"
+        assert len(answer.order) == old["orders"] == 1 and answer.order[0].orderId == accepted.order.orderId
         # A keyword with a value would be silently dropped: refused, naming the fix.
         with pytest.raises(TypeError, match="set them on the message object"):
             client.send(request, fromTimestamp=1)
+        wire = [r for r in sim.connections[0].inbound() if r.payload_type == 2183]
+        assert len(wire) == 1  # the refused call wrote nothing
 
 
 def test_pending_requests_fail_on_disconnect() -> None:

@@ -52,17 +52,22 @@ class Console:
 
 
 def test_console_sample_port_runs_every_command() -> None:
-    from ctrader_sync.messages.OpenApiCommonMessages_pb2 import ProtoErrorRes
     from ctrader_sync.messages.OpenApiMessages_pb2 import (
         ProtoOAAccountAuthRes,
+        ProtoOAAssetClassListRes,
         ProtoOAAssetListRes,
+        ProtoOADealOffsetListRes,
         ProtoOAExecutionEvent,
         ProtoOAGetAccountListByAccessTokenRes,
+        ProtoOAGetPositionUnrealizedPnLRes,
         ProtoOAGetTickDataRes,
         ProtoOAGetTrendbarsRes,
+        ProtoOAOrderDetailsRes,
+        ProtoOAOrderListByPositionIdRes,
         ProtoOAReconcileRes,
         ProtoOASpotEvent,
         ProtoOASubscribeSpotsRes,
+        ProtoOASymbolCategoryListRes,
         ProtoOASymbolsListRes,
         ProtoOATraderRes,
         ProtoOAUnsubscribeSpotsRes,
@@ -92,6 +97,10 @@ def test_console_sample_port_runs_every_command() -> None:
             assert sorted(a.ctidTraderAccountId for a in listing.ctidTraderAccount) == sorted(sim.account_ids)
             (assets,) = console.run("ProtoOAAssetListReq", ProtoOAAssetListRes)
             assert {a.name for a in assets.asset} >= {"EUR", "USD"}
+            (classes,) = console.run("ProtoOAAssetClassListReq", ProtoOAAssetClassListRes)
+            assert len(classes.assetClass) > 0 and all(c.name for c in classes.assetClass)
+            (categories,) = console.run("ProtoOASymbolCategoryListReq", ProtoOASymbolCategoryListRes)
+            assert {c.assetClassId for c in categories.symbolCategory} <= {c.id for c in classes.assetClass}
             (symbols,) = console.run("ProtoOASymbolsListReq False", ProtoOASymbolsListRes)
             assert "EURUSD" in {s.symbolName for s in symbols.symbol}
             (trader,) = console.run("ProtoOATraderReq", ProtoOATraderRes)
@@ -117,6 +126,15 @@ def test_console_sample_port_runs_every_command() -> None:
             position_id, deal_id = filled.position.positionId, filled.deal.dealId
             assert filled.position.tradeData.volume == 100000  # the sample's "volume * 100"
 
+            # With the position open: its unrealized P&L, its orders, the order's details.
+            (pnl,) = console.run("GetPositionUnrealizedPnL", ProtoOAGetPositionUnrealizedPnLRes)
+            assert [p.positionId for p in pnl.positionUnrealizedPnL] == [position_id]
+            # The sample passes fromTimestamp=None, toTimestamp=None to send(): ignored, as before.
+            (by_position,) = console.run(f"OrderListByPositionId {position_id}", ProtoOAOrderListByPositionIdRes)
+            assert [o.orderId for o in by_position.order] == [accepted.order.orderId]
+            (details,) = console.run(f"OrderDetails {accepted.order.orderId}", ProtoOAOrderDetailsRes)
+            assert details.order.orderId == accepted.order.orderId and [d.dealId for d in details.deal] == [deal_id]
+
             (limit,) = console.run("NewLimitOrder 1 BUY 1000 0.5", ProtoOAExecutionEvent)
             assert limit.executionType == ACCEPTED and limit.order.limitPrice == 0.5
             (stop,) = console.run("NewStopOrder 1 BUY 1000 5.0", ProtoOAExecutionEvent)
@@ -126,16 +144,10 @@ def test_console_sample_port_runs_every_command() -> None:
             close_accepted, closed = console.run(f"ClosePosition {position_id} 1000", ProtoOAExecutionEvent, 2)
             assert close_accepted.executionType == ACCEPTED and close_accepted.order.closingOrder
             assert closed.executionType == FILLED and closed.deal.closePositionDetail.closedVolume == 100000
-
-            # The six requests the simulator does not implement yet: the answer is a real error
-            # answer, printed by the message callback and reported by the error callback.
-            for command in ("ProtoOAAssetClassListReq", "ProtoOASymbolCategoryListReq", f"DealOffsetList {deal_id}",
-                            "GetPositionUnrealizedPnL", f"OrderDetails {stop.order.orderId}",
-                            f"OrderListByPositionId {position_id}"):
-                (error,) = console.run(command, ProtoErrorRes)
-                assert error.errorCode == "UNSUPPORTED_MESSAGE", command
-                console.run("ProtoOAVersionReq", ProtoOAVersionRes)  # the error was reported; the console goes on
-            assert sum("Message Error:" in line and "UNSUPPORTED_MESSAGE" in line for line in console.lines) == 6
+            # The opening deal is offset by the closing one.
+            (offsets,) = console.run(f"DealOffsetList {deal_id}", ProtoOADealOffsetListRes)
+            assert [(o.dealId, o.volume) for o in offsets.offsetBy] == [(closed.deal.dealId, 100000)]
+            assert not any("Message Error:" in line for line in console.lines)
         finally:
             console.commands.put("")
             console.thread.join(30)

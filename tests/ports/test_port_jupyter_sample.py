@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import sys
 from pathlib import Path
 
@@ -30,7 +31,11 @@ def test_jupyter_sample_port_gets_daily_bars_twice_in_one_process() -> None:
     assert 7 <= len(chained) <= 351  # at most 50 weeks of daily bars
     times = [bar[0] for bar in chained]
     assert times == sorted(times) and len(set(times)) == len(times)
-    assert all(t.tzinfo is datetime.timezone.utc and t.hour == 0 and t.minute == 0 for t in times)
+    # One bar per trading day, all opening at the same time of day (the simulator's day starts at
+    # 22:00 UTC, as FX brokers' do), a whole number of days apart (weekends are skipped).
+    assert all(t.tzinfo is datetime.timezone.utc and (t.hour, t.minute) == (times[0].hour, times[0].minute)
+               for t in times)
+    assert all((b - a) % datetime.timedelta(days=1) == datetime.timedelta(0) for a, b in itertools.pairwise(times))
     for _, open_, high, low, close, volume in chained:
         assert isinstance(open_, float) and low <= min(open_, close) <= max(open_, close) <= high
         assert volume >= 0
