@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import textwrap
 import threading
 import urllib.parse
 from pathlib import Path
@@ -369,6 +370,19 @@ def test_follow_up_events_carry_the_request_id() -> None:
         fill = Protobuf.extract(rows[1][0])
         assert fill.order.orderId == accepted.order.orderId and fill.position.positionId
         assert all(isinstance(args[0], ProtoOAExecutionEvent) for args in extracted.wait_for(2))
+
+
+def test_the_readme_follow_up_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "README.rst").read_text()
+    block = text.split("Matching follow-up events to the request that caused them", 1)[1]
+    lines = []
+    for line in block.split(".. code-block:: python\n\n", 1)[1].splitlines():
+        if line and not line.startswith("    "):
+            break  # the end of the indented block
+        lines.append(line)
+    exec(compile(textwrap.dedent("\n".join(lines)), "README.rst", "exec"), {})
+    printed = capsys.readouterr().out
+    assert re.fullmatch(r"filled at 1\.\d+\n", printed), printed
 
 
 def test_market_order_future_is_order_accepted() -> None:
