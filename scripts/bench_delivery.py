@@ -1,9 +1,9 @@
 """Cost of callback delivery per event on the dispatcher side (no sockets), in one run.
 
-Measures ``Client._deliver`` on 1,000-spot batches for: one ``on()`` handler (extracted messages,
-the common case), the old-style message-received callback (which gets rebuilt ``ProtoMessage``
-envelopes), and one ``on(..., envelope=True)`` handler.  The ratio to the first line is the price of
-envelopes; the first line is what every client pays.
+Measures ``EventBus._deliver`` (the client's ``_bus``) on 1,000-spot batches for: one ``on()``
+handler (extracted messages, the common case), the old-style message-received callback (which gets
+rebuilt ``ProtoMessage`` envelopes), and one ``on(..., envelope=True)`` handler.  The ratio to the
+first line is the price of envelopes; the first line is what every client pays.
 
     python scripts/bench_delivery.py
 """
@@ -49,7 +49,7 @@ def measure(mode: str, frames: list[Any]) -> float:
     for _ in range(ROUNDS):
         start = time.perf_counter()
         for _ in range(REPEAT):
-            client._deliver(frames)
+            client._bus._deliver(frames)
         rounds.append((time.perf_counter() - start) / (REPEAT * len(frames)) * 1e9)
     client.close()
     assert count[0] == ROUNDS * REPEAT * len(frames)

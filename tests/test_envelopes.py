@@ -48,7 +48,7 @@ def test_callbacks_get_envelopes_or_messages_as_registered(client: Client) -> No
     client.on(ProtoOASpotEvent, lambda m: got.append(("env", m)), envelope=True)
     client.on(None, lambda m: got.append(("any-env", m)), envelope=True)
     frames = _frames()
-    client._deliver(frames)
+    client._bus._deliver(frames)
     kinds = [(k, type(m).__name__) for k, m in got]
     assert kinds == [("all", "ProtoMessage"), ("any-env", "ProtoMessage"),
                      ("all", "ProtoMessage"), ("plain", "ProtoOASpotEvent"), ("env", "ProtoMessage"),
@@ -59,18 +59,18 @@ def test_callbacks_get_envelopes_or_messages_as_registered(client: Client) -> No
 
 
 def test_the_fast_path_comes_back_when_envelope_callbacks_go(client: Client) -> None:
-    assert not client._envelopes
+    assert not client._bus._envelopes
     handle = client.on(ProtoOASpotEvent, print, envelope=True)
-    assert client._envelopes
+    assert client._bus._envelopes
     plain = client.on(ProtoOASpotEvent, print)
     handle.remove()
-    assert not client._envelopes
+    assert not client._bus._envelopes
     client.setMessageReceivedCallback(print)
-    assert client._envelopes
+    assert client._bus._envelopes
     client.setMessageReceivedCallback(None)
-    assert not client._envelopes
+    assert not client._bus._envelopes
     plain.remove()
-    assert client._handlers == {}
+    assert client._bus._handlers == {}
 
 
 def test_a_raising_envelope_callback_is_logged_and_the_rest_still_run(
@@ -83,5 +83,5 @@ def test_a_raising_envelope_callback_is_logged_and_the_rest_still_run(
     client.on(ProtoOASpotEvent, boom, envelope=True)
     client.on(ProtoOASpotEvent, after.append)
     with caplog.at_level(logging.ERROR, logger="ctrader_sync"):
-        client._deliver(_frames())
+        client._bus._deliver(_frames())
     assert "user bug in an envelope callback" in caplog.text and len(after) == 1
