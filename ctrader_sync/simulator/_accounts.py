@@ -164,9 +164,14 @@ class Account:
         self.next_id += 1
         return value
 
+    def settle(self, delta: int) -> None:
+        """Apply a trading result (a closed position's net profit) to the balance."""
+        self.balance += delta
+        self.balance_version += 1
+
     def change_balance(self, delta: int, now_ms: int, kind: ProtoOAChangeBalanceType.ValueType,
                        note: str = "") -> ProtoOADepositWithdraw:
-        """Apply a balance change and record it in the cash flow history."""
+        """Deposit or withdraw: apply ``delta`` and record it in the cash flow history."""
         self.balance += delta
         self.balance_version += 1
         entry = ProtoOADepositWithdraw(

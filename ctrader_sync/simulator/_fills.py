@@ -12,7 +12,6 @@ from google.protobuf.message import Message
 
 from ..messages import OpenApiMessages_pb2 as M
 from ..messages.OpenApiModelMessages_pb2 import (
-    BALANCE_DEPOSIT,
     BUY,
     MARKET,
     ORDER_ACCEPTED,
@@ -130,7 +129,7 @@ class Fills:
         close_commission = self.money.commission(symbol, volume, digits)
         swap = round(self.money.swap(symbol, position.side, position.volume, position.open_ms, now, digits) * share)
         net = gross + swap + open_commission + close_commission
-        account.change_balance(net, now, BALANCE_DEPOSIT, f"position {position.position_id} closed")
+        account.settle(net)
         detail = ProtoOAClosePositionDetail(
             entryPrice=position.price, grossProfit=gross, swap=swap, commission=open_commission + close_commission,
             balance=account.balance, closedVolume=volume, balanceVersion=account.balance_version,

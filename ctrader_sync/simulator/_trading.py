@@ -26,6 +26,7 @@ from ..messages.OpenApiModelMessages_pb2 import (
     ORDER_STATUS_CANCELLED,
     ORDER_STATUS_EXPIRED,
     POSITION_STATUS_OPEN,
+    SELL,
     STOP,
     STOP_LIMIT,
 )
@@ -133,7 +134,7 @@ class Trading:
             if p.status != POSITION_STATUS_OPEN:
                 continue
             symbol = self.symbols[p.symbol_id]
-            exit_ = self.fills.market_price(p.symbol_id, -p.side + 3)  # the closing side
+            exit_ = self.fills.market_price(p.symbol_id, SELL if p.side == BUY else BUY)  # the closing side
             gross = self.fills.money.gross_profit(symbol, p.side, p.volume, p.price, exit_ / 100_000.0,
                                                   account.deposit_asset_id, account.money_digits)
             p.swap = self.fills.money.swap(symbol, p.side, p.volume, p.open_ms, now, account.money_digits)
