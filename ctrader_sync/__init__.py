@@ -53,6 +53,8 @@ _LAZY = {
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
     "EventStream": "._events",
+    "every": ".timers",
+    "Every": ".timers",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._supervisor import ClientState
     from .auth import Auth
     from .protobuf import Protobuf
+    from .timers import Every, every
 
 
 def __getattr__(name: str) -> Any:
@@ -94,6 +97,7 @@ __all__ = [
     "ConnectionLostError",
     "EndPoints",
     "EventStream",
+    "Every",
     "Frame",
     "FrameTooLargeError",
     "InvalidRequestError",
@@ -111,4 +115,5 @@ __all__ = [
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
     "__version__",
+    "every",
 ]

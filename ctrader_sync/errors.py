@@ -10,7 +10,7 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     ├── RequestTimeoutError          no answer in time (also a built-in TimeoutError)
     ├── QueueFullError               the send queue is at its limit
     ├── InvalidRequestError          the message cannot be sent as given (also a ValueError)
-    ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, ValueError)
+    ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, IndexError, ValueError)
     ├── ProtocolError                the byte stream from the peer breaks the framing rules
     │   ├── FrameTooLargeError       a length prefix over the configured maximum
     │   ├── TruncatedStreamError     the stream ended inside a frame
@@ -99,8 +99,11 @@ class InvalidRequestError(CTraderError, ValueError):
     """The message cannot be sent as given (wrong type, missing required fields, duplicate id, ...)."""
 
 
-class UnknownPayloadTypeError(CTraderError, KeyError, ValueError):
+class UnknownPayloadTypeError(CTraderError, KeyError, IndexError, ValueError):
     """No message class has this payload type or name.
+
+    Also an ``IndexError``, which the old SDK's ``Protobuf.get`` raised for an unknown key, so old
+    ``except IndexError:`` blocks still catch it.
 
     Attributes:
         key: the payload type number or name that was looked up.
