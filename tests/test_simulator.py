@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from ctrader_sync._codec import Frame, TcpProtocol
 from ctrader_sync.errors import FrameTooLargeError, MessageDecodeError
 from ctrader_sync.messages import OpenApiMessages_pb2 as M
 from ctrader_sync.messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
+from ctrader_sync.simulator._arrival import ARRIVAL_STAMPS
 
 
 @pytest.fixture
@@ -354,6 +356,27 @@ def test_request_limit_per_sliding_second(make: Harness) -> None:
     conn = sim.connections[0]
     assert conn.max_requests_in_window(1.0) == 15 and sim.max_requests_in_window() == 15
     assert conn.heartbeats_received() == 5 and len(conn.requests()) == 15
+
+
+@pytest.mark.skipif(not ARRIVAL_STAMPS, reason="no kernel receive timestamps on this system")
+def test_requests_count_when_they_arrived_not_when_the_server_read_them(make: Harness) -> None:
+    # The real server counts requests at their arrival.  A simulator that stamped them when its I/O
+    # thread got to them (late, on a loaded machine) squeezed requests a client spaced more than 1 s
+    # apart into less than 1 s, and refused a well-behaved client.
+    sim, wire = make(request_limit=10, historical_limit=0)
+    sim.inject("stop_reading")  # the server does not read: as if its thread were not scheduled
+    wire.sock.sendall(b"".join(wire.codec.encode(M.ProtoOAVersionReq(), f"a{i}") for i in range(10)))
+    sent = time.monotonic()  # all ten arrived before this
+    threading.Event().wait(0.4)  # not synchronisation: the lag under test (0.4 s unread)
+    sim.clear_faults()
+    assert [wire.answer(f"a{i}").payloadType for i in range(10)] == [2105] * 10
+    threading.Event().wait(max(0.0, sent + 1.01 - time.monotonic()))  # the next ten > 1 s later
+    wire.sock.sendall(b"".join(wire.codec.encode(M.ProtoOAVersionReq(), f"b{i}") for i in range(10)))
+    answers = [wire.answer(f"b{i}") for i in range(10)]
+    assert [f.payloadType for f in answers] == [2105] * 10, [oa_error(f) for f in answers]
+    conn = sim.connections[0]
+    assert all(r.time <= sent for r in conn.requests()[:10]), "stamped at arrival, before they were read"
+    assert conn.max_requests_in_window(1.0) == 10
 
 
 def test_historical_limit(make: Harness) -> None:

@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError, Message
 
 from ..messages.OpenApiCommonMessages_pb2 import ProtoErrorRes, ProtoHeartbeatEvent, ProtoMessage
 from ..messages.OpenApiMessages_pb2 import ProtoOAErrorRes
+from ._arrival import arrival_time, enable_arrival_stamps
 from ._bench import BenchAnswers
 from ._faults import Fault, FaultState
 from ._framing import OutItem, frame
@@ -72,6 +73,10 @@ class Connection:
         self._all_accounts = all_accounts
         raw.setblocking(False)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Requests are counted (limits, recording) when they arrived, not when this thread got to
+        # them: see _arrival.  The benchmark fast path has no limits and skips the extra syscall.
+        self._arrivals = bench is None and enable_arrival_stamps(raw)
+        self._last_arrival = 0.0
         self.sock: ssl.SSLSocket = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         self.state = HANDSHAKE
         self.inbuf = bytearray()
@@ -219,7 +224,18 @@ class Connection:
 
     # -- input -------------------------------------------------------------------------------
 
-    def _on_bytes(self, data: bytes) -> None:
+    def _arrival(self) -> float:
+        """The arrival time of what the next ``recv`` returns (monotonic, never decreasing)."""
+        now = time.monotonic()
+        if not self._arrivals:
+            return now
+        if self.sock.pending():  # the rest of a record TLS already holds
+            return self._last_arrival or now
+        arrived = max(arrival_time(self.sock, now), self._last_arrival)
+        self._last_arrival = arrived
+        return arrived
+
+    def _on_bytes(self, data: bytes, arrived: float) -> None:
         if self.bench is not None:
             if self.inbuf:
                 self.inbuf += data
@@ -250,16 +266,16 @@ class Connection:
                 break
             body = bytes(buf[pos + 4:end])
             pos = end
-            self._on_frame(body)
+            self._on_frame(body, arrived)
         del buf[:pos]
 
-    def _on_frame(self, body: bytes) -> None:
+    def _on_frame(self, body: bytes, now: float) -> None:
+        """Handle one frame that arrived at ``now`` (monotonic s: limits and recording use it)."""
         if self.bench is not None:
             answer = self.bench.answer_version(body)
             if answer is not None:
                 self.outbuf += answer
                 return
-        now = time.monotonic()
         self.last_in = now
         try:
             envelope = ProtoMessage.FromString(body)
@@ -291,6 +307,7 @@ class Connection:
         sock = self.sock
         faults = self.faults
         while self.state in (OPEN, CLOSING) and faults.reading and not faults.frozen:
+            arrived = self._arrival()
             try:
                 data = sock.recv(_READ_SIZE)
             except ssl.SSLWantReadError:
@@ -305,7 +322,7 @@ class Connection:
                 self.close_now()
                 return
             if self.state == OPEN:
-                self._on_bytes(data)
+                self._on_bytes(data, arrived)
 
     def _flush(self) -> None:
         out = self.outbuf
