@@ -4,6 +4,7 @@ wire, ticks of both sides, deal/order paging, numbers pandas can plot, CSV, prog
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import sys
 from collections.abc import Iterator
@@ -63,7 +64,7 @@ def _check_bars(bars: Bars, start: datetime, end: datetime, minutes: int) -> Non
     assert times == sorted(set(times)), "bars not ascending or duplicated"
     step = timedelta(minutes=minutes)
     assert times[0] == start and times[-1] == end - step
-    assert all(b - a == step for a, b in zip(times, times[1:], strict=False)), "a gap in the bars"
+    assert all(b - a == step for a, b in itertools.pairwise(times)), "a gap in the bars"
     assert all(b.high >= max(b.open, b.close) >= min(b.open, b.close) >= b.low for b in bars)
     assert all(isinstance(b.close, float) for b in bars)
 
