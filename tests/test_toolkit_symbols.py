@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -68,6 +69,7 @@ def test_trader_has_money_in_decimal(account: Account) -> None:
     assert trader.leverage == Decimal(100)
     assert trader.account_type == "HEDGED"
     assert trader.brokerName == trader.broker  # falls through to the message
+    assert copy.deepcopy(trader) == trader
 
 
 def test_lookup_by_name_any_case_and_id(account: Account, sim: Simulator) -> None:

@@ -69,7 +69,7 @@ class Trader:
     """The message as received."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or name == "raw":  # "raw" itself missing: a copy being built
             raise AttributeError(name)
         return getattr(self.raw, name)
 
