@@ -10,7 +10,7 @@ Built only on the public :class:`~ctrader_sync.Client` API. Start from a logged-
 
 from __future__ import annotations
 
-from ._account import Account, Trader
+from ._account import Account, Trader, account_of
 from ._history import BadBarError, BadBarWarning
 from ._progress import TextBar
 from ._rows import Bar, Bars, Records, Tick, Ticks
@@ -30,6 +30,7 @@ __all__ = [
     "Tick",
     "Ticks",
     "Trader",
+    "account_of",
 ]
 
 # -- trading half (tk2) -------------------------------------------------------------------------

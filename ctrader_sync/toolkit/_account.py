@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..errors import InvalidRequestError
 from ..messages.OpenApiMessages_pb2 import ProtoOAAssetListReq, ProtoOATraderReq
 from ..messages.OpenApiModelMessages_pb2 import (
     ProtoOAAccessRights,
@@ -28,7 +29,9 @@ from ._rows import Bars, Records, Ticks
 from ._symbols import SymbolCatalog, SymbolLike
 from ._trading_api import TradingMixin
 
-__all__ = ["Account", "Trader"]
+__all__ = ["Account", "Trader", "account_of"]
+
+_CACHE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -200,3 +203,33 @@ class Account(TradingMixin):
 
     def _wait(self, timeout: float | None) -> float | None:
         return timeout if timeout is not None else self.timeout
+
+
+def account_of(client: ClientLike, account_id: int | None = None) -> Account:
+    """``client.account(ctidTraderAccountId)``: the :class:`Account` of one trading account.
+
+    With no id, the only account authorized through ``client.login``. Repeated calls return the
+    same object (kept on the client), so symbols are loaded once per account.
+
+    Raises:
+        ValueError: no id given and several accounts are authorized (the text lists them).
+        InvalidRequestError: no id given and no account is authorized (log in first).
+        TypeError: the id is not an int.
+    """
+    if account_id is None:
+        authorized = client.authorized_accounts
+        if len(authorized) > 1:
+            raise ValueError(f"several accounts are authorized ({', '.join(map(str, authorized))}): "
+                             f"pass one, e.g. client.account({authorized[0]})")
+        if not authorized:
+            raise InvalidRequestError("no account is authorized on this client: call client.login(...) first, "
+                                      "or pass the ctidTraderAccountId")
+        account_id = authorized[0]
+    if isinstance(account_id, bool) or not isinstance(account_id, int):
+        raise TypeError(f"ctidTraderAccountId must be an int, not {type(account_id).__name__}")
+    with _CACHE_LOCK:
+        accounts: dict[int, Account] = vars(client).setdefault("_toolkit_accounts", {})
+        account = accounts.get(account_id)
+        if account is None:
+            account = accounts[account_id] = Account(client, account_id)
+        return account
