@@ -35,6 +35,7 @@ from .errors import (
     ServerError,
     TruncatedStreamError,
     UnknownPayloadTypeError,
+    UnknownSymbolError,
 )
 
 __version__ = "0.1.0"
@@ -114,6 +115,7 @@ __all__ = [
     "TcpProtocol",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
+    "UnknownSymbolError",
     "__version__",
     "every",
 ]

@@ -45,6 +45,7 @@ from ctrader_sync.errors import (
     RequestTimeoutError,
     ServerError,
     UnknownPayloadTypeError,
+    UnknownSymbolError,
 )
 from ctrader_sync.messages.OpenApiMessages_pb2 import ProtoOAErrorRes, ProtoOAVersionReq, ProtoOAVersionRes
 from ctrader_sync.simulator import Simulator, certs_dir
@@ -62,6 +63,7 @@ SAMPLES: list[BaseException] = [
     InvalidRequestError("bad request"),
     UnknownPayloadTypeError(9999, ["2104 (ProtoOAVersionReq)"]),
     UnknownPayloadTypeError("VersionRes"),
+    UnknownSymbolError("EURUSX", ["EURUSD"]),
     ProtocolError("broken"),
     FrameTooLargeError(1 << 31, 1 << 24),
     TruncatedStreamError("stream ended inside a frame"),
