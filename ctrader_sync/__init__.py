@@ -37,6 +37,7 @@ from .errors import (
     ServerError,
     TruncatedStreamError,
     UnknownPayloadTypeError,
+    UnknownSymbolError,
 )
 
 __version__ = "0.1.0"
@@ -109,5 +110,6 @@ __all__ = [
     "TcpProtocol",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
+    "UnknownSymbolError",
     "__version__",
 ]

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
@@ -58,6 +58,9 @@ from .messages.OpenApiMessages_pb2 import (
 )
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
 from .protobuf import HISTORICAL_PAYLOAD_TYPES, REGISTRY, Protobuf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .toolkit import Account
 
 __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "EventHandle"]
 
@@ -1211,6 +1214,36 @@ class Client:
         """Accounts authorized on the current connection through :meth:`login` (sorted)."""
         session = self._session
         return sorted(session.authorized) if session is not None else []
+
+    def account(self, ctidTraderAccountId: int | None = None) -> Account:
+        """The toolkit's :class:`~ctrader_sync.toolkit.Account` for one trading account.
+
+        With no id, the only account authorized through :meth:`login`. Repeated calls return the
+        same object (symbols are loaded once per account).
+
+        Raises:
+            ValueError: no id given and several accounts are authorized (the text lists them).
+            InvalidRequestError: no id given and no account is authorized (log in first).
+        """
+        from .toolkit import Account
+
+        if ctidTraderAccountId is None:
+            authorized = self.authorized_accounts
+            if len(authorized) > 1:
+                raise ValueError(f"several accounts are authorized ({', '.join(map(str, authorized))}): "
+                                 "pass one, e.g. client.account(" + str(authorized[0]) + ")")
+            if not authorized:
+                raise InvalidRequestError("no account is authorized on this client: call "
+                                          "client.login(...) first, or pass the ctidTraderAccountId")
+            ctidTraderAccountId = authorized[0]
+        if isinstance(ctidTraderAccountId, bool) or not isinstance(ctidTraderAccountId, int):
+            raise TypeError(f"ctidTraderAccountId must be an int, not {type(ctidTraderAccountId).__name__}")
+        with self._lock:
+            accounts: dict[int, Account] = self.__dict__.setdefault("_toolkit_accounts", {})
+            account = accounts.get(ctidTraderAccountId)
+            if account is None:
+                account = accounts[ctidTraderAccountId] = Account(self, ctidTraderAccountId)
+            return account
 
     def events(self, *types: type[Message] | int | str, maxsize: int = 10_000,
                timeout: float | None = None) -> EventStream:

@@ -11,6 +11,7 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     ├── QueueFullError               the send queue is at its limit
     ├── InvalidRequestError          the message cannot be sent as given (also a ValueError)
     ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, ValueError)
+    ├── UnknownSymbolError           no symbol has that name or id on this account (KeyError)
     ├── ProtocolError                the byte stream from the peer breaks the framing rules
     │   ├── FrameTooLargeError       a length prefix over the configured maximum
     │   ├── TruncatedStreamError     the stream ended inside a frame
@@ -51,6 +52,7 @@ __all__ = [
     "ServerError",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
+    "UnknownSymbolError",
     "server_error_from_message",
 ]
 
@@ -102,6 +104,26 @@ class UnknownPayloadTypeError(CTraderError, KeyError, ValueError):
         self.key = key
         self.suggestions = list(suggestions or [])
         text = f"unknown payload type or message name: {key!r}"
+        if self.suggestions:
+            text += " (did you mean " + ", ".join(self.suggestions) + "?)"
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnknownSymbolError(CTraderError, KeyError):
+    """No symbol of the account has this name or id (symbol ids and names differ between brokers).
+
+    Attributes:
+        key: the name or id that was looked up.
+        suggestions: close matches among the account's symbol names, best first.
+    """
+
+    def __init__(self, key: object, suggestions: list[str] | None = None) -> None:
+        self.key = key
+        self.suggestions = list(suggestions or [])
+        text = f"unknown symbol: {key!r}"
         if self.suggestions:
             text += " (did you mean " + ", ".join(self.suggestions) + "?)"
         super().__init__(text)

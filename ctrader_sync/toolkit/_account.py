@@ -1,0 +1,130 @@
+"""``Account``: one trading account on a logged-in client, the toolkit's entry point.
+
+Get it with ``client.account()``. It holds the account's symbol catalogue and delegates history
+downloads to :mod:`._history` and trading to :class:`._trading_api.TradingMixin`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..messages.OpenApiMessages_pb2 import ProtoOAAssetListReq, ProtoOATraderReq
+from ..messages.OpenApiModelMessages_pb2 import ProtoOAAccessRights, ProtoOAAccountType, ProtoOATrader
+from ..units import money_from_raw
+from ._api import ClientLike
+from ._symbols import SymbolCatalog
+from ._trading_api import TradingMixin
+
+__all__ = ["Account", "Trader"]
+
+
+@dataclass(frozen=True)
+class Trader:
+    """An account's trader record (``ProtoOATrader``) with money as ``Decimal`` in the deposit currency.
+
+    Fields not copied here are on :attr:`raw` (``trader.raw.swapFree``...); attribute access falls
+    through to it, so ``trader.brokerName`` works too.
+    """
+
+    account_id: int
+    """The ``ctidTraderAccountId``."""
+    login: int
+    """The trader's login number, as shown in cTrader."""
+    balance: Decimal
+    """Balance in the deposit currency (``balance / 10**moneyDigits``)."""
+    money_digits: int
+    """The ``moneyDigits`` every money field of this account is scaled by."""
+    deposit_asset_id: int
+    """The deposit asset's id (see ``account.symbols.assets`` for its name)."""
+    deposit_currency: str
+    """The deposit asset's name (``"USD"``...), or ``""`` when the asset list does not have it."""
+    leverage: Decimal
+    """Leverage, e.g. ``Decimal("100")`` for 1:100 (``leverageInCents / 100``)."""
+    manager_bonus: Decimal
+    """Manager bonus, in the deposit currency."""
+    ib_bonus: Decimal
+    """Introducing broker bonus, in the deposit currency."""
+    non_withdrawable_bonus: Decimal
+    """Non-withdrawable bonus, in the deposit currency."""
+    broker: str
+    """The broker's name."""
+    account_type: str
+    """``"HEDGED"``, ``"NETTED"`` or ``"SPREAD_BETTING"``."""
+    access_rights: str
+    """``"FULL_ACCESS"``, ``"CLOSE_ONLY"``, ``"NO_TRADING"`` or ``"NO_LOGIN"``."""
+    raw: ProtoOATrader = field(repr=False, compare=False)
+    """The message as received."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+    @classmethod
+    def from_proto(cls, trader: ProtoOATrader, assets: dict[int, str] | None = None) -> Trader:
+        """Build from a ``ProtoOATrader`` (``moneyDigits`` 2 when the server leaves it out)."""
+        digits = int(trader.moneyDigits) if trader.HasField("moneyDigits") else 2
+
+        def money(name: str) -> Decimal:
+            return money_from_raw(int(getattr(trader, name)), digits)
+
+        return cls(
+            account_id=int(trader.ctidTraderAccountId), login=int(trader.traderLogin), balance=money("balance"),
+            money_digits=digits, deposit_asset_id=int(trader.depositAssetId),
+            deposit_currency=(assets or {}).get(int(trader.depositAssetId), ""),
+            leverage=Decimal(int(trader.leverageInCents)) / 100, manager_bonus=money("managerBonus"),
+            ib_bonus=money("ibBonus"), non_withdrawable_bonus=money("nonWithdrawableBonus"),
+            broker=str(trader.brokerName), account_type=ProtoOAAccountType.Name(trader.accountType),
+            access_rights=ProtoOAAccessRights.Name(trader.accessRights), raw=trader)
+
+
+class Account(TradingMixin):
+    """One trading account on a logged-in :class:`~ctrader_sync.Client`: ``client.account()``.
+
+    Attributes:
+        id: the ``ctidTraderAccountId``.
+        client: the client it uses (only through its public API).
+    """
+
+    def __init__(self, client: ClientLike, account_id: int, *, timeout: float | None = None) -> None:
+        self.client = client
+        self.id = int(account_id)
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        self._symbols: SymbolCatalog | None = None
+
+    def __repr__(self) -> str:
+        return f"<ctrader_sync Account {self.id}>"
+
+    @property
+    def symbols(self) -> SymbolCatalog:
+        """The account's :class:`SymbolCatalog` (loaded on first use: ``account.symbols["EURUSD"]``)."""
+        catalog = self._symbols
+        if catalog is None:
+            with self._lock:
+                if self._symbols is None:
+                    self._symbols = SymbolCatalog(self.client, self.id, self.timeout)
+                catalog = self._symbols
+        return catalog
+
+    def trader(self, timeout: float | None = None) -> Trader:
+        """Ask the server for the account's trader record (balance, leverage, broker...).
+
+        Raises what the request raises (``ServerError``, ``RequestTimeoutError``...).
+        """
+        wait = timeout if timeout is not None else self.timeout
+        trader_f = self.client.send(ProtoOATraderReq(ctidTraderAccountId=self.id), timeout=wait)
+        catalog = self._symbols
+        assets_f = None if catalog is not None else self.client.send(
+            ProtoOAAssetListReq(ctidTraderAccountId=self.id), timeout=wait)
+        limit = None if wait is None else wait + 5.0
+        trader = trader_f.result(limit).trader
+        if assets_f is not None:
+            assets = {int(a.assetId): str(a.name) for a in assets_f.result(limit).asset}
+        else:
+            assert catalog is not None
+            assets = catalog.assets
+        return Trader.from_proto(trader, assets)
