@@ -127,7 +127,11 @@ class Connection:
         self.outbuf = bytearray()
         self._pinned_write = 0  # the length an SSL write must be retried with after WANT_WRITE
         self._want_write_for_read = False
-        self.commands: deque[Callable[[], None]] = deque()
+        self.commands: deque[tuple[Callable[[], None], threading.Event | None]] = deque()
+        # a socket pair that wakes the I/O thread when a command is posted
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         # faults
         self.armed: list[Fault] = list(faults)
         self.frozen = False
@@ -158,9 +162,40 @@ class Connection:
 
     # -- cross-thread API --------------------------------------------------------------------
 
-    def post(self, command: Callable[[], None]) -> None:
-        """Run ``command`` on this connection's I/O thread (soon: within the poll interval)."""
-        self.commands.append(command)
+    def post(self, command: Callable[[], None], done: threading.Event | None = None) -> None:
+        """Run ``command`` on this connection's I/O thread, then set ``done`` (if given).
+
+        ``done`` is also set when the connection ends before the command ran (it is then dropped).
+        """
+        self.commands.append((command, done))
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full (the thread is already awake) or closed (the thread is gone)
+            pass
+
+    def call(self, command: Callable[[], None], timeout: float = 5.0) -> bool:
+        """Run ``command`` on the I/O thread and wait until it ran (or the connection ended).
+
+        Returns False only if the I/O thread did not get to it within ``timeout`` seconds.
+        """
+        done = threading.Event()
+        self.post(command, done)
+        if not self.thread.is_alive() and self.thread.ident is not None:
+            self._drain_commands(run=False)
+        return done.wait(timeout)
+
+    def _drain_commands(self, run: bool) -> None:
+        while self.commands:
+            try:
+                command, done = self.commands.popleft()
+            except IndexError:  # pragma: no cover - drained by another thread
+                return
+            try:
+                if run:
+                    command()
+            finally:
+                if done is not None:
+                    done.set()
 
     def add_fault(self, fault: Fault) -> None:
         """Arm ``fault`` (I/O thread only): now when ``after`` is 0, else after that many messages."""
@@ -525,11 +560,12 @@ class Connection:
         sel = selectors.DefaultSelector()
         stop = self.sim._stop
         registered = 0
+        sel.register(self._wake_r, selectors.EVENT_READ)
         handshake_deadline = time.monotonic() + _HANDSHAKE_TIMEOUT
         try:
             while not stop.is_set() and self.state != CLOSED:
-                while self.commands:
-                    self.commands.popleft()()
+                if self.commands:
+                    self._drain_commands(run=True)
                 if self.state == CLOSED:
                     break
                 now = time.monotonic()
@@ -577,14 +613,21 @@ class Connection:
                     else:
                         sel.unregister(self.sock)
                     registered = want
-                if registered:
-                    sel.select(timeout)
-                else:
-                    stop.wait(timeout)
+                for key, _ in sel.select(timeout):
+                    if key.fileobj is self._wake_r:
+                        try:
+                            while self._wake_r.recv(4096):
+                                pass
+                        except OSError:
+                            pass
         except Exception:  # pragma: no cover - a simulator bug: log it, close the connection
             log.exception("connection %d: I/O thread failed", self.record.index)
         finally:
             sel.close()
             self.close_now()
             self.session.on_closed()
+            self._drain_commands(run=False)
+            self._wake_r.close()
+            self._wake_w.close()
+            self._drain_commands(run=False)
             self.record.closed.set()

@@ -210,16 +210,17 @@ class Simulator:
                     self._future_faults.setdefault(connection, []).append(make())
                     return
                 targets = [c for c in self._live if c.record.index == connection]
-            for conn in targets:
-                fault = make()
-                conn.post(lambda c=conn, f=fault: c.add_fault(f))  # type: ignore[misc]
+        for conn in targets:  # armed on each I/O thread before inject() returns
+            fault = make()
+            conn.call(lambda c=conn, f=fault: c.add_fault(f))  # type: ignore[misc]
 
     def clear_faults(self) -> None:
         """Remove every pending fault and undo the lasting ones (delay, drop, freeze, ...)."""
         with self._lock:
             self._future_faults.clear()
-            for conn in self._live:
-                conn.post(conn.clear_faults)
+            live = list(self._live)
+        for conn in live:
+            conn.call(conn.clear_faults)
 
     def max_requests_in_window(self, window: float = 1.0, historical: bool = False) -> int:
         """Return the most requests any one connection sent within ``window`` seconds."""
@@ -328,8 +329,8 @@ class Simulator:
             except OSError:  # pragma: no cover - the peer vanished already
                 raw.close()
                 return
-            for fault in faults:
-                conn.post(lambda c=conn, f=fault: c.add_fault(f))  # type: ignore[misc]
+            for fault in faults:  # armed before the I/O thread starts
+                conn.add_fault(fault)
             self._live = [c for c in self._live if c.thread.is_alive()] + [conn]
             self.connections.append(record)
             conn.thread.start()
