@@ -114,7 +114,7 @@ class Fill:
     lots: float
     price: float
     time: datetime
-    execution: Any
+    execution: Any = field(repr=False, compare=False)
     symbol: str = ""
     client_order_id: str = ""
     recovered: bool = False
