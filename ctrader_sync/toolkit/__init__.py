@@ -23,12 +23,12 @@ __all__ = [
 
 # -- trading half (tk2) -------------------------------------------------------------------------
 
-from ._changes import Change, ChangeHandle, ChangeStream  # noqa: E402
-from ._depth import DepthBook  # noqa: E402
-from ._pnl import PnLRefresher  # noqa: E402
-from ._quotes import Quote, Quotes  # noqa: E402
-from ._trade_types import ClosedPosition, Fill, Order, PnL, Position  # noqa: E402
-from ._trading_api import KEEP  # noqa: E402
+from ._changes import Change, ChangeHandle, ChangeStream
+from ._depth import DepthBook
+from ._pnl import PnLRefresher
+from ._quotes import Quote, Quotes
+from ._trade_types import ClosedPosition, Fill, Order, PnL, Position
+from ._trading_api import KEEP
 
 __all__ += [
     "KEEP",

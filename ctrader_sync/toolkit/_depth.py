@@ -21,7 +21,7 @@ from ..messages.OpenApiMessages_pb2 import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._client import Client, EventHandle
+    from .._client import EventHandle
     from ._trade_types import InfoLike
 
 __all__ = ["DepthBook"]

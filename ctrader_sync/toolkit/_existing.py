@@ -52,7 +52,7 @@ def close_position(desk: Desk, position: Any, info: Any, volume: int, timeout: f
         if order is None:
             raise OrderNotPlacedError("", f"position {pid} was not closed: the server has no closing order for it")
         known["order"] = int(order.orderId)
-        result: Fill | None = desk._from_lookup(order, snapshot, info, "", True)  # type: ignore[assignment]
+        result: Fill | None = desk.from_lookup(order, snapshot, info, "", True)  # type: ignore[assignment]
         return result
 
     request = ProtoOAClosePositionReq(ctidTraderAccountId=desk.account_id, positionId=pid, volume=int(volume))

@@ -37,10 +37,10 @@ from ..messages.OpenApiMessages_pb2 import (
     ProtoOATraderUpdatedEvent,
 )
 from ._changes import Change, ChangeHandle, ChangeStream
-from ._trade_types import Order, PnL, Position, InfoLike, money
+from ._trade_types import InfoLike, Order, PnL, Position, money
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._client import Client, EventHandle
+    from .._client import EventHandle
 
 __all__ = ["Mirror"]
 

@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from ..errors import (
     ClientClosedError,
@@ -127,11 +127,13 @@ class Desk:
             if order is None:
                 raise OrderNotPlacedError(coid)
             known["order"] = int(order.orderId)
-            return self._from_lookup(order, snapshot, info, coid, want_fill)
+            return self.from_lookup(order, snapshot, info, coid, want_fill)
 
-        return self._run(request, timeout, decide, settle, coid, known)
+        result: Fill | Order = self._run(request, timeout, decide, settle, coid, known)
+        return result
 
-    def _from_lookup(self, order: Any, snapshot: Snapshot, info: Any, coid: str, want_fill: bool) -> Fill | Order | None:
+    def from_lookup(self, order: Any, snapshot: Snapshot, info: Any, coid: str,
+                    want_fill: bool) -> Fill | Order | None:
         """What a looked-up order means for the caller (``None``: not settled yet, keep waiting)."""
         status = int(order.orderStatus)
         executed = int(order.executedVolume) if order.HasField("executedVolume") else 0
@@ -140,7 +142,8 @@ class Desk:
                 raise OrderError("ORDER_REJECTED", "the server rejected the order", order_id=int(order.orderId))
             return Order.from_proto(order, info)
         if status == _ST_FILLED or (status in (_ST_CANCELLED, _ST_EXPIRED) and executed):
-            event = ProtoOAExecutionEvent(ctidTraderAccountId=self.account_id, executionType=FILLED, order=order)
+            event = ProtoOAExecutionEvent(ctidTraderAccountId=self.account_id, executionType=cast(Any, FILLED),
+                                          order=order)
             position = snapshot.positions.get(int(order.positionId)) if order.HasField("positionId") else None
             if position is not None:
                 event.position.CopyFrom(position)

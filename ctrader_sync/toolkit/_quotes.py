@@ -17,7 +17,7 @@ from ..errors import RequestTimeoutError
 from ..messages.OpenApiMessages_pb2 import ProtoOASpotEvent, ProtoOASubscribeSpotsReq, ProtoOAUnsubscribeSpotsReq
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._client import Client, EventHandle
+    from .._client import EventHandle
     from ._trade_types import InfoLike
 
 __all__ = ["Quote", "Quotes"]

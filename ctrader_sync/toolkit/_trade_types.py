@@ -16,10 +16,10 @@ from typing import Any, Protocol
 __all__ = [
     "ClosedPosition",
     "Fill",
+    "InfoLike",
     "Order",
     "PnL",
     "Position",
-    "InfoLike",
     "money",
     "ms_time",
     "side_name",

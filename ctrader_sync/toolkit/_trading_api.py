@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from ..errors import OrderError, OrderOutcomeUnknownError
 from ..messages.OpenApiMessages_pb2 import ProtoOADealListReq, ProtoOANewOrderReq, ProtoOAReconcileReq
@@ -116,8 +116,8 @@ class TradingMixin:
             UnknownSymbolError, InvalidRequestError, ValueError: bad arguments (nothing was sent).
         """
         info = self.symbols.resolve(symbol)
-        request = ProtoOANewOrderReq(ctidTraderAccountId=self.id, symbolId=info.id, orderType=_MARKET,
-                                     tradeSide=side_value(side), volume=units_of(info, lots, volume))
+        request = ProtoOANewOrderReq(ctidTraderAccountId=self.id, symbolId=info.id, orderType=cast(Any, _MARKET),
+                                     tradeSide=cast(Any, side_value(side)), volume=units_of(info, lots, volume))
         if stop_loss_pips is not None:
             request.relativeStopLoss = _relative(info, stop_loss_pips, "stop_loss_pips")
         if take_profit_pips is not None:
@@ -160,14 +160,14 @@ class TradingMixin:
         trade_side = side_value(side)
         if not price or price <= 0:
             raise ValueError(f"price must be positive, got {price!r}")
-        request = ProtoOANewOrderReq(ctidTraderAccountId=self.id, symbolId=info.id, orderType=kind,
-                                     tradeSide=trade_side, volume=units_of(info, lots, volume))
+        request = ProtoOANewOrderReq(ctidTraderAccountId=self.id, symbolId=info.id, orderType=cast(Any, kind),
+                                     tradeSide=cast(Any, trade_side), volume=units_of(info, lots, volume))
         if kind == _LIMIT:
             request.limitPrice = float(price)
         else:
             request.stopPrice = float(price)
         sign = 1 if trade_side == 1 else -1
-        if stop_loss is not None and sl_pips is not None or take_profit is not None and tp_pips is not None:
+        if (stop_loss is not None and sl_pips is not None) or (take_profit is not None and tp_pips is not None):
             raise ValueError("give a protection leg as a price or in pips, not both")
         if sl_pips is not None:
             stop_loss = round(price - sign * _positive(sl_pips, "stop_loss_pips") * info.pip, info.digits)
@@ -178,7 +178,7 @@ class TradingMixin:
         if take_profit is not None:
             request.takeProfit = float(take_profit)
         if expiry is not None:
-            request.timeInForce = _GTD
+            request.timeInForce = cast(Any, _GTD)
             request.expirationTimestamp = _ms(expiry)
         _texts(request, label, comment)
         request.clientOrderId = new_client_order_id()
@@ -266,7 +266,7 @@ class TradingMixin:
         if order is None:
             return None
         info = self._symbol_by_id(int(order.tradeData.symbolId))
-        found = desk._from_lookup(order, snapshot, info, client_order_id, order.orderType == _MARKET)
+        found = desk.from_lookup(order, snapshot, info, client_order_id, order.orderType == _MARKET)
         return found if found is not None else Order.from_proto(order, info)
 
     # -- the mirror -------------------------------------------------------------------------
