@@ -1,0 +1,238 @@
+"""Toolkit II against the simulator: orders by lots that wait for their outcome, refusals, and
+the truth about orders whose answer was lost."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from ctrader_sync import (
+    Client,
+    InvalidRequestError,
+    OrderError,
+    OrderNotPlacedError,
+    OrderOutcomeUnknownError,
+    ReconnectPolicy,
+    UnknownSymbolError,
+)
+from ctrader_sync.messages.OpenApiMessages_pb2 import (
+    ProtoOAClosePositionReq,
+    ProtoOAExecutionEvent,
+    ProtoOANewOrderReq,
+)
+from ctrader_sync.protobuf import Protobuf
+from ctrader_sync.simulator import Simulator
+from ctrader_sync.toolkit import KEEP, Account, Fill, Order
+from tests.clienttools import connected
+
+NEW_ORDER = Protobuf.payload_type(ProtoOANewOrderReq)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(seed=5, spot_interval=0) as s:
+        yield s
+
+
+def login(client: Client, sim: Simulator) -> Account:
+    client.login(sim.client_id, sim.client_secret, sim.access_token, accounts=[sim.account_ids[0]])
+    return client.account()
+
+
+@pytest.fixture
+def account(sim: Simulator) -> Iterator[Account]:
+    with connected(sim) as client:
+        yield login(client, sim)
+
+
+def sent_orders(sim: Simulator) -> int:
+    """New-order requests the simulator received, on every connection."""
+    return sum(1 for conn in sim.connections for r in conn.requests() if r.payload_type == NEW_ORDER)
+
+
+class GatedReconnect(ReconnectPolicy):
+    """Reconnects only once the test opens the gate (so something can happen while disconnected)."""
+
+    def __init__(self) -> None:
+        super().__init__(initial=0.0, maximum=0.0, jitter=0.0)
+        object.__setattr__(self, "gate", threading.Event())
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        self.gate.wait(10.0)  # type: ignore[attr-defined]
+        return 0.0
+
+
+# -- orders -----------------------------------------------------------------------------------
+
+def test_market_order_by_lots_waits_for_the_fill(sim: Simulator, account: Account) -> None:
+    with account.client.events(ProtoOAExecutionEvent) as events:
+        fill = account.market_order("eurusd", "buy", lots=0.1, label="t1", comment="hello")
+        kinds = [e.executionType for e in (events.get(5), events.get(5))]
+    assert kinds == [2, 3], "ORDER_ACCEPTED then ORDER_FILLED: the call returned after the fill"
+    assert isinstance(fill, Fill) and fill.side == "buy" and fill.symbol == "EURUSD"
+    assert (fill.volume, fill.lots) == (10_000.0, 0.1)
+    assert fill.execution.executionType == 3 and not fill.recovered
+    assert isinstance(fill.price, float) and fill.price > 0
+    assert fill.client_order_id.startswith("cts-")
+    position = account.positions[fill.position_id]
+    assert (position.side, position.lots, position.entry_price, position.label) == ("buy", 0.1, fill.price, "t1")
+    requests = [r for r in sim.connections[-1].requests() if r.payload_type == NEW_ORDER]
+    assert len(requests) == 1, "sent once"
+
+
+def test_volume_is_normalised_before_anything_is_written(sim: Simulator, account: Account) -> None:
+    eurusd = account.symbols["EURUSD"]
+    fill = account.market_order("EURUSD", "sell", volume=eurusd.min_volume + eurusd.step_volume / 2)
+    assert fill.volume == float(eurusd.min_volume), "rounded down to the step"
+    before = sent_orders(sim)
+    with pytest.raises(InvalidRequestError, match="minimum"):
+        account.market_order("EURUSD", "buy", volume=eurusd.min_volume / 2)
+    with pytest.raises(InvalidRequestError, match="maximum"):
+        account.market_order("EURUSD", "buy", lots=10_000)
+    with pytest.raises(UnknownSymbolError, match="EURUSD"):
+        account.market_order("EURUSX", "buy", lots=0.1)
+    with pytest.raises(ValueError, match="exactly one"):
+        account.market_order("EURUSD", "buy", lots=0.1, volume=1000)
+    with pytest.raises(ValueError, match="side"):
+        account.market_order("EURUSD", "hold", lots=0.1)
+    with pytest.raises(ValueError, match="pips"):
+        account.market_order("EURUSD", "buy", lots=0.1, stop_loss_pips=-5)
+    assert sent_orders(sim) == before, "nothing was written for a refused argument"
+
+
+def test_partial_close_by_lots_then_the_rest(account: Account) -> None:
+    fill = account.market_order("EURUSD", "buy", lots=0.3)
+    part = account.close_position(fill.position_id, lots=0.1)
+    assert part.side == "sell" and part.lots == 0.1 and part.position_id == fill.position_id
+    assert account.positions[fill.position_id].lots == pytest.approx(0.2)
+    rest = account.close_position(account.positions[fill.position_id])
+    assert rest.lots == pytest.approx(0.2)
+    assert fill.position_id not in account.positions
+    with pytest.raises(OrderError) as info:
+        account.close_position(fill.position_id)
+    assert info.value.error_code == "POSITION_NOT_FOUND" and info.value.position_id == fill.position_id
+
+
+def test_amend_position_keeps_the_leg_not_given(account: Account) -> None:
+    fill = account.market_order("EURUSD", "buy", lots=0.1)
+    both = account.amend_position(fill.position_id, stop_loss=round(fill.price - 0.005, 5),
+                                  take_profit=round(fill.price + 0.01, 5))
+    assert (both.stop_loss, both.take_profit) == (round(fill.price - 0.005, 5), round(fill.price + 0.01, 5))
+    moved = account.amend_position(fill.position_id, stop_loss=round(fill.price - 0.002, 5))
+    assert moved.stop_loss == round(fill.price - 0.002, 5)
+    assert moved.take_profit == both.take_profit, "the take profit was kept (an omitted leg would remove it)"
+    assert account.positions[fill.position_id].take_profit == both.take_profit
+    removed = account.amend_position(fill.position_id, take_profit=None, stop_loss=KEEP)
+    assert removed.take_profit is None and removed.stop_loss == moved.stop_loss
+
+
+def test_limit_order_amend_and_cancel(account: Account) -> None:
+    order = account.limit_order("EURUSD", "buy", 1.0, lots=0.2, stop_loss_pips=50, take_profit=1.05)
+    assert isinstance(order, Order) and order.status == "accepted" and order.type == "limit"
+    assert (order.price, order.stop_loss, order.take_profit, order.lots) == (1.0, 0.995, 1.05, 0.2)
+    assert account.orders[order.order_id].client_order_id == order.client_order_id
+    amended = account.amend_order(order, price=1.01, lots=0.3)
+    assert (amended.price, amended.lots) == (1.01, 0.3)
+    assert (amended.stop_loss, amended.take_profit) == (0.995, 1.05), "protection kept"
+    cancelled = account.cancel_order(order.order_id)
+    assert cancelled.status == "cancelled"
+    assert order.order_id not in account.orders
+    with pytest.raises(OrderError) as info:
+        account.cancel_order(order.order_id)
+    assert info.value.error_code == "ORDER_NOT_FOUND"
+
+
+def test_a_refusal_raises_order_error_with_the_server_code(account: Account) -> None:
+    before = account.client.pending_count
+    with pytest.raises(OrderError) as info:
+        account.stop_order("EURUSD", "sell", 0.5, lots=0.1, take_profit=-1.0)
+    assert info.value.error_code and info.value.error_code != "ORDER_NOT_PLACED"
+    assert account.client.pending_count == before
+
+
+# -- certain outcomes -------------------------------------------------------------------------
+
+def test_lost_answer_for_an_order_the_server_never_received(sim: Simulator, account: Account) -> None:
+    account.symbols["EURUSD"]  # loaded: the next message is the order
+    before = sent_orders(sim)
+    sim.inject("close", after=1)  # the next message (the order) closes the connection unhandled
+    with pytest.raises(OrderNotPlacedError) as info:
+        account.market_order("EURUSD", "buy", lots=0.1, timeout=20)
+    assert info.value.client_order_id.startswith("cts-")
+    assert sent_orders(sim) == before + 1, "written once, never re-sent"
+    assert account.client.connection_count == 2
+    assert account.positions == {}
+    assert account.find_order(info.value.client_order_id) is None
+
+
+def test_lost_answer_by_timeout_for_a_dropped_order(sim: Simulator, account: Account) -> None:
+    sim.inject("drop", payload_type=NEW_ORDER)  # never handled, never answered
+    with pytest.raises(OrderNotPlacedError):
+        account.market_order("EURUSD", "buy", lots=0.1, timeout=1.5)
+    assert account.client.connection_count == 1, "learned on the same connection"
+
+
+def test_outcome_unknown_when_the_server_cannot_be_asked(sim: Simulator) -> None:
+    with connected(sim, reconnect=None) as client:
+        account = login(client, sim)
+        account.symbols["EURUSD"]
+        sim.inject("close", after=1)
+        with pytest.raises(OrderOutcomeUnknownError) as info:
+            account.market_order("EURUSD", "buy", lots=0.1, timeout=5)
+        coid = info.value.client_order_id
+        assert coid.startswith("cts-") and coid in str(info.value)
+    with connected(sim) as client:  # later, on another connection: what happened?
+        assert login(client, sim).find_order(coid) is None
+
+
+def test_mirror_is_rebuilt_after_a_disconnect_while_an_order_fills(sim: Simulator) -> None:
+    policy = GatedReconnect()
+    dropped = threading.Event()
+    with connected(sim, reconnect=policy) as client, connected(sim) as other:
+        try:
+            account = login(client, sim)
+            assert account.positions == {}
+            client.setDisconnectedCallback(lambda c, reason: dropped.set())
+            with account.changes(timeout=10) as changes:
+                sim.inject("close", connection=1)
+                assert dropped.wait(10)
+                fill = login(other, sim).market_order("EURUSD", "sell", lots=0.5)  # fills while we are away
+                policy.gate.set()  # type: ignore[attr-defined]
+                seen = []
+                for change in changes:
+                    seen.append(change)
+                    if change.kind == "ready":
+                        break
+            assert [(c.kind, c.position_id) for c in seen] == [("position_opened", fill.position_id), ("ready", None)]
+            assert seen[0].message is None, "found by the rebuild, not by an event"
+            assert account.positions[fill.position_id].lots == 0.5
+            assert account.client.connection_count == 2
+        finally:
+            policy.gate.set()  # type: ignore[attr-defined]
+
+
+def test_find_order_for_a_pending_order(account: Account) -> None:
+    order = account.limit_order("EURUSD", "sell", 2.0, lots=0.1)
+    found = account.find_order(order.client_order_id)
+    assert isinstance(found, Order) and found.order_id == order.order_id and found.status == "accepted"
+
+
+def test_orders_from_threads_each_get_their_own_fill(account: Account) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        fills: list[Any] = list(pool.map(lambda i: account.market_order("EURUSD", "buy", lots=0.01 * (i + 1)),
+                                         range(8)))
+    assert sorted(f.lots for f in fills) == [pytest.approx(0.01 * (i + 1)) for i in range(8)]
+    assert len({f.order_id for f in fills}) == 8
+    assert set(account.positions) == {f.position_id for f in fills}
+
+
+def test_close_position_request_is_sent_once(sim: Simulator, account: Account) -> None:
+    fill = account.market_order("EURUSD", "buy", lots=0.1)
+    account.close_position(fill.position_id)
+    pt = Protobuf.payload_type(ProtoOAClosePositionReq)
+    assert sum(1 for r in sim.connections[-1].requests() if r.payload_type == pt) == 1
