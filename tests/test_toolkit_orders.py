@@ -170,6 +170,26 @@ def test_lost_answer_for_an_order_the_server_never_received(sim: Simulator, acco
     assert account.find_order(info.value.client_order_id) is None
 
 
+def test_lost_answer_for_an_order_the_server_executed(sim: Simulator) -> None:
+    with connected(sim) as client, connected(sim) as observer:
+        account = login(client, sim)
+        account.symbols["EURUSD"]
+        login(observer, sim)  # the same account on another connection sees the executions
+        with observer.events(ProtoOAExecutionEvent, timeout=10) as executions, ThreadPoolExecutor(1) as pool:
+            sim.inject("delay", delay=30.0, connection=1)  # our answers are held back...
+            call = pool.submit(account.market_order, "EURUSD", "buy", lots=0.2, timeout=20)
+            filled = next(e for e in executions if e.executionType == 3)  # ...the server executed it...
+            sim.inject("close", connection=1)  # ...and the connection dies before the answer leaves
+            fill = call.result(30)
+        assert fill.recovered and fill.order_id == filled.order.orderId
+        assert fill.position_id == filled.position.positionId and fill.lots == 0.2 and fill.side == "buy"
+        assert fill.price == filled.order.executionPrice
+        assert client.connection_count == 2 and sent_orders(sim) == 1, "learned, not re-sent"
+        assert account.positions[fill.position_id].lots == 0.2
+        found = account.find_order(fill.client_order_id)
+        assert isinstance(found, Fill) and found.order_id == fill.order_id
+
+
 def test_lost_answer_by_timeout_for_a_dropped_order(sim: Simulator, account: Account) -> None:
     sim.inject("drop", payload_type=NEW_ORDER)  # never handled, never answered
     with pytest.raises(OrderNotPlacedError):

@@ -158,16 +158,17 @@ class DepthBook:
         self._handles = []
 
     def close(self) -> None:
-        """Unsubscribe and stop updating (idempotent; never raises for a lost connection)."""
+        """Unsubscribe and stop updating (idempotent; waits at most 5 s for the answer; never raises
+        for a lost connection or a closed client)."""
         client = self._client
         self._remove_handles()
         if client is None or not self._subscribed:
             return
         self._subscribed = False
         try:
-            client.send(ProtoOAUnsubscribeDepthQuotesReq(ctidTraderAccountId=self.account_id,
-                                                         symbolId=[self.symbol_id]))
-        except Exception:  # closed client: nothing to unsubscribe from
+            client.request(ProtoOAUnsubscribeDepthQuotesReq(ctidTraderAccountId=self.account_id,
+                                                            symbolId=[self.symbol_id]), min(self.timeout, 5.0))
+        except Exception:  # a closed client or a lost connection: nothing to unsubscribe from
             pass
 
     def __enter__(self) -> DepthBook:

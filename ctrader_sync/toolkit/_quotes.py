@@ -173,7 +173,8 @@ class Quotes:
         return self
 
     def close(self) -> None:
-        """Unsubscribe and stop updating (idempotent; never raises for a lost connection)."""
+        """Unsubscribe and stop updating (idempotent; waits at most 5 s for the answer; never raises
+        for a lost connection or a closed client)."""
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
@@ -182,8 +183,9 @@ class Quotes:
             return
         self._subscribed = False
         try:
-            client.send(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=self.account_id, symbolId=sorted(self._symbols)))
-        except Exception:  # closed client: nothing to unsubscribe from
+            client.request(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=self.account_id,
+                                                      symbolId=sorted(self._symbols)), min(self.timeout, 5.0))
+        except Exception:  # a closed client or a lost connection: nothing to unsubscribe from
             pass
 
     def __enter__(self) -> Quotes:

@@ -1,0 +1,94 @@
+"""Toolkit II against the simulator: quotes, depth, P&L and the P&L refresh."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from ctrader_sync.messages.OpenApiMessages_pb2 import ProtoOASpotEvent, ProtoOAUnsubscribeSpotsReq
+from ctrader_sync.protobuf import Protobuf
+from ctrader_sync.simulator import Simulator
+from ctrader_sync.toolkit import Account, Quote
+from tests.clienttools import connected
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(seed=7, spot_interval=0.02) as s:
+        yield s
+
+
+@pytest.fixture
+def account(sim: Simulator) -> Iterator[Account]:
+    with connected(sim) as client:
+        client.login(sim.client_id, sim.client_secret, sim.access_token, accounts=[sim.account_ids[0]])
+        yield client.account()
+
+
+def test_quotes_subscribe_update_and_unsubscribe(sim: Simulator, account: Account) -> None:
+    eurusd = account.symbols["EURUSD"]
+    with account.quotes("EURUSD", eurusd.id + 1) as quotes, account.client.events(ProtoOASpotEvent) as spots:
+        first = quotes.wait("eurusd", timeout=10)
+        assert isinstance(first, Quote) and first.symbol == "EURUSD"
+        assert isinstance(first.bid, float) and 0 < first.bid <= first.ask
+        for spot in spots:  # the quote follows the spot events
+            if spot.symbolId == eurusd.id and spot.HasField("bid") and spot.HasField("ask"):
+                latest = quotes["EURUSD"]
+                if latest.bid == round(spot.bid / 100_000, eurusd.digits):
+                    break
+        assert quotes.wait(eurusd.id + 1, timeout=10).symbol == account.symbols[eurusd.id + 1].name
+        assert sorted(quotes) == sorted(["EURUSD", account.symbols[eurusd.id + 1].name])
+    unsubscribe = Protobuf.payload_type(ProtoOAUnsubscribeSpotsReq)
+    assert any(r.payload_type == unsubscribe for r in sim.connections[-1].requests()), "unsubscribed on exit"
+
+
+def test_quotes_keep_coming_after_a_reconnect(sim: Simulator, account: Account) -> None:
+    with account.quotes("EURUSD") as quotes, account.client.events(ProtoOASpotEvent, timeout=10) as spots:
+        quotes.wait("EURUSD", timeout=10)
+        dropped = threading.Event()
+        account.client.setDisconnectedCallback(lambda client, reason: dropped.set())
+        sim.inject("close")
+        assert dropped.wait(10)
+        account.client.wait_connected(10)
+        assert account.client.connection_count == 2
+        stamp = quotes["EURUSD"].time
+        for _ in spots:
+            if quotes["EURUSD"].time > stamp:
+                break
+        assert quotes["EURUSD"].time > stamp, "the client's recovery subscribed again"
+
+
+def test_unrealized_pnl_and_equity_against_hand_computed_values(sim: Simulator, account: Account) -> None:
+    fill = account.market_order("EURUSD", "buy", lots=0.1)
+    pnl = account.unrealized_pnl()
+    assert set(pnl) == {fill.position_id}
+    value = pnl[fill.position_id]
+    assert isinstance(value.gross, Decimal) and value.net <= value.gross
+    assert account.positions[fill.position_id].pnl == value, "Position.pnl shows the latest"
+    assert account.equity() == account.balance + sum(p.net for p in account.unrealized_pnl().values())
+
+
+def test_closed_positions_from_deals(account: Account) -> None:
+    start = datetime.now(timezone.utc) - timedelta(minutes=1)
+    fill = account.market_order("EURUSD", "buy", lots=0.3)
+    first = account.close_position(fill.position_id, lots=0.1)
+    second = account.close_position(fill.position_id)
+    [closed] = account.closed_positions(start)
+    assert closed.position_id == fill.position_id and closed.side == "buy" and closed.lots == pytest.approx(0.3)
+    units = [first.volume, second.volume]
+    hand = sum(Decimal(str(round((c.price - fill.price) * u, 2))) for c, u in zip((first, second), units))
+    assert closed.gross_profit == hand
+    assert closed.net_profit == closed.gross_profit + closed.swap + closed.commission
+    assert closed.close_price == pytest.approx((first.price * units[0] + second.price * units[1]) / sum(units))
+
+
+def test_refresh_pnl_feeds_position_pnl(account: Account) -> None:
+    fill = account.market_order("EURUSD", "sell", lots=0.1)
+    with account.refresh_pnl(every=0.05) as refresher:
+        assert refresher.wait(2, timeout=10)
+        assert account.positions[fill.position_id].pnl is not None
+    assert not any(t.name.startswith("ctrader_sync-pnl") and t.is_alive() for t in threading.enumerate())
