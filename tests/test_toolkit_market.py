@@ -80,7 +80,7 @@ def test_closed_positions_from_deals(account: Account) -> None:
     [closed] = account.closed_positions(start)
     assert closed.position_id == fill.position_id and closed.side == "buy" and closed.lots == pytest.approx(0.3)
     units = [first.volume, second.volume]
-    hand = sum(Decimal(str(round((c.price - fill.price) * u, 2))) for c, u in zip((first, second), units))
+    hand = sum(Decimal(str(round((c.price - fill.price) * u, 2))) for c, u in zip((first, second), units, strict=True))
     assert closed.gross_profit == hand
     assert closed.net_profit == closed.gross_profit + closed.swap + closed.commission
     assert closed.close_price == pytest.approx((first.price * units[0] + second.price * units[1]) / sum(units))
