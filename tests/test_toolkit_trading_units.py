@@ -272,3 +272,91 @@ def test_side_names() -> None:
     assert side_value("Sell") == 2
     with pytest.raises(ValueError):
         side_value("hold")
+
+
+# -- settling a market order from its events (partial fills, rejection) ---------------------------
+
+class ScriptedClient(FakeClient):
+    """Answers each new order with a scripted list of execution events (delivered in order)."""
+
+    def __init__(self, script: Any) -> None:
+        super().__init__()
+        self.script = script
+
+    def send(self, message: Any, clientMsgId: str | None = None, timeout: float | None = None) -> Future[Any]:
+        self.sent.append(message)
+        events = self.script(message)
+        future: Future[Any] = Future()
+        future.set_result(events[0])
+        for event in events:
+            self.deliver(event)
+        return future
+
+
+def new_order(volume: int = 300_000) -> M.ProtoOANewOrderReq:
+    return M.ProtoOANewOrderReq(ctidTraderAccountId=ACCOUNT, symbolId=1, orderType=MM.MARKET, tradeSide=MM.BUY,
+                                volume=volume, clientOrderId="cts-test")
+
+
+def market(request: Any, status: int, executed: int = 0, price: float | None = None) -> MM.ProtoOAOrder:
+    order = MM.ProtoOAOrder(orderId=50, orderType=MM.MARKET, orderStatus=status, clientOrderId=request.clientOrderId,
+                            tradeData=MM.ProtoOATradeData(symbolId=1, volume=request.volume, tradeSide=MM.BUY),
+                            positionId=60)
+    if executed:
+        order.executedVolume = executed
+    if price is not None:
+        order.executionPrice = price
+    return order
+
+
+def partial_then(rest: int) -> Any:
+    def script(request: Any) -> list[Any]:
+        deal = MM.ProtoOADeal(dealId=1, orderId=50, positionId=60, volume=300_000, filledVolume=100_000, symbolId=1,
+                              createTimestamp=1, executionTimestamp=1_000, executionPrice=1.1, tradeSide=MM.BUY,
+                              dealStatus=MM.PARTIALLY_FILLED)
+        events = [execution(MM.ORDER_ACCEPTED, order=market(request, MM.ORDER_STATUS_ACCEPTED)),
+                  execution(MM.ORDER_PARTIAL_FILL, order=market(request, MM.ORDER_STATUS_ACCEPTED, 100_000, 1.1),
+                            deal=deal)]
+        if rest == MM.ORDER_FILLED:
+            deal2 = MM.ProtoOADeal()
+            deal2.CopyFrom(deal)
+            deal2.dealId, deal2.filledVolume, deal2.executionPrice, deal2.executionTimestamp = 2, 200_000, 1.2, 2_000
+            events.append(execution(MM.ORDER_FILLED, order=market(request, MM.ORDER_STATUS_FILLED, 300_000),
+                                    deal=deal2))
+        else:
+            events.append(execution(rest, order=market(request, MM.ORDER_STATUS_CANCELLED, 100_000)))
+        return events
+    return script
+
+
+def test_market_order_waits_through_partial_fills() -> None:
+    from ctrader_sync.toolkit._orders import Desk
+
+    desk = Desk(ScriptedClient(partial_then(MM.ORDER_FILLED)), ACCOUNT, lambda sid: Info())
+    fill = desk.place(new_order(), 5.0, want_fill=True)
+    assert fill.volume == 3000.0 and fill.lots == pytest.approx(0.03)
+    assert fill.price == pytest.approx((1.1 * 1000 + 1.2 * 2000) / 3000), "volume-weighted over the deals"
+    assert fill.time.timestamp() == 2.0 and fill.position_id == 60 and fill.execution.executionType == MM.ORDER_FILLED
+
+
+def test_market_order_partially_filled_then_cancelled_reports_the_part() -> None:
+    from ctrader_sync.toolkit._orders import Desk
+
+    desk = Desk(ScriptedClient(partial_then(MM.ORDER_CANCELLED)), ACCOUNT, lambda sid: Info())
+    fill = desk.place(new_order(), 5.0, want_fill=True)
+    assert fill.volume == 1000.0 and fill.price == 1.1
+
+
+def test_rejected_order_raises_with_code_and_ids() -> None:
+    from ctrader_sync.errors import OrderError
+    from ctrader_sync.toolkit._orders import Desk
+
+    def reject(request: Any) -> list[Any]:
+        event = execution(MM.ORDER_REJECTED, order=market(request, MM.ORDER_STATUS_REJECTED))
+        event.errorCode = "NOT_ENOUGH_MONEY"
+        return [event]
+
+    desk = Desk(ScriptedClient(reject), ACCOUNT, lambda sid: Info())
+    with pytest.raises(OrderError) as info:
+        desk.place(new_order(), 5.0, want_fill=True)
+    assert info.value.error_code == "NOT_ENOUGH_MONEY" and info.value.order_id == 50
