@@ -77,6 +77,35 @@ symbol = client.request(ProtoOASymbolByIdReq(ctidTraderAccountId=account_id, sym
                         timeout=10).symbol[0]
 digits = symbol.digits
 print(len(symbols.symbol), "symbols; EURUSD id", eurusd.symbolId, "digits", digits)"""),
+    ("md", """## The trader's toolkit: symbols by name, a year of bars, a chart
+
+`client.account()` is the toolkit's entry point for one account. Its `symbols` catalogue finds
+symbols by name (ids differ between brokers), and `trendbars()` downloads any range: it splits it
+into windows the server accepts, follows `hasMore`, keeps within the historical rate limit, checks
+every bar and returns float rows with UTC times. `to_pandas()` needs the `ctrader-sync[pandas]`
+extra."""),
+    ("code", """from datetime import datetime, timedelta, timezone
+
+toolkit_account = client.account()
+info = toolkit_account.symbols["eurusd"]
+print(info.name, "id", info.id, "digits", info.digits, "min volume", info.min_volume, "units")
+end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+year = toolkit_account.trendbars("EURUSD", "H1", end - timedelta(days=365), end)
+print(len(year), "H1 bars in", year.requests, "requests,", f"{year.seconds:.1f} s")"""),
+    ("code", """try:
+    frame = year.to_pandas()
+except ImportError as exc:
+    frame = None
+    print(exc)
+try:
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+    print("matplotlib is not installed: pip install matplotlib for the chart")
+if frame is not None and plt is not None:
+    frame["close"].plot(figsize=(8, 3), title=f"EURUSD H1 close, {len(frame)} bars (simulator)")
+    plt.show()
+frame.tail() if frame is not None else year[-5:]"""),
     ("md", """## Live spot prices
 
 `client.events(...)` is a blocking iterator over pushed messages; as a context manager it stops

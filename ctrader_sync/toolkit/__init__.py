@@ -11,13 +11,24 @@ Built only on the public :class:`~ctrader_sync.Client` API. Start from a logged-
 from __future__ import annotations
 
 from ._account import Account, Trader
+from ._history import BadBarError, BadBarWarning
+from ._progress import TextBar
+from ._rows import Bar, Bars, Records, Tick, Ticks
 from ._symbols import SymbolCatalog, SymbolInfo, SymbolLike
 
 __all__ = [
     "Account",
+    "BadBarError",
+    "BadBarWarning",
+    "Bar",
+    "Bars",
+    "Records",
     "SymbolCatalog",
     "SymbolInfo",
     "SymbolLike",
+    "TextBar",
+    "Tick",
+    "Ticks",
     "Trader",
 ]
 

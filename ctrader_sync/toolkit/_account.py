@@ -12,10 +12,20 @@ from decimal import Decimal
 from typing import Any
 
 from ..messages.OpenApiMessages_pb2 import ProtoOAAssetListReq, ProtoOATraderReq
-from ..messages.OpenApiModelMessages_pb2 import ProtoOAAccessRights, ProtoOAAccountType, ProtoOATrader
+from ..messages.OpenApiModelMessages_pb2 import (
+    ProtoOAAccessRights,
+    ProtoOAAccountType,
+    ProtoOADeal,
+    ProtoOADepositWithdraw,
+    ProtoOAOrder,
+    ProtoOATrader,
+)
 from ..units import money_from_raw
 from ._api import ClientLike
-from ._symbols import SymbolCatalog
+from ._fetch import TimeLike, fetch_list, fetch_ticks, fetch_trendbars
+from ._progress import Progress
+from ._rows import Bars, Records, Ticks
+from ._symbols import SymbolCatalog, SymbolLike
 from ._trading_api import TradingMixin
 
 __all__ = ["Account", "Trader"]
@@ -128,3 +138,65 @@ class Account(TradingMixin):
             assert catalog is not None
             assets = catalog.assets
         return Trader.from_proto(trader, assets)
+
+    # -- history --------------------------------------------------------------------------------
+
+    def trendbars(self, symbol: SymbolLike, period: str | int, start: TimeLike, end: TimeLike | None = None, *,
+                  progress: Progress = None, on_bad: str = "drop", timeout: float | None = None) -> Bars:
+        """Every bar of ``symbol`` whose open time is in ``[start, end)``, ascending, each once.
+
+        Args:
+            symbol: a name (any case), an id or a :class:`SymbolInfo`.
+            period: a ``ProtoOATrendbarPeriod`` name (``"M1"``, ``"H1"``, ``"D1"``...) or value.
+            start, end: aware datetimes, naive ones (taken as UTC), dates, epoch milliseconds or
+                ISO 8601 texts; ``end`` defaults to now.
+            progress: a callable ``(done, total)`` in requests, ``True`` for a bar on stderr,
+                ``False`` for none; by default a bar when stderr is a terminal and it takes > 2 s.
+            on_bad: a bar breaking high >= max(open, close) >= min(open, close) >= low is
+                ``"drop"``-ped (default) or ``"keep"``-t, with a :class:`BadBarWarning` either way
+                and listed in ``Bars.bad``; or ``"raise"`` :class:`BadBarError`.
+            timeout: each request's response timeout (default: the client's).
+
+        The range is split into windows the server accepts, each drained through ``hasMore``,
+        with as many requests queued as the historical budget (5/s) allows: it takes about
+        ``requests / 5`` seconds (``bars.requests``, ``bars.seconds``).
+
+        Raises:
+            UnknownSymbolError: no such symbol. ValueError: a bad period, range or option.
+            ServerError, RequestTimeoutError, ConnectionLostError: a request failed.
+        """
+        info = self.symbols.resolve(symbol)
+        return fetch_trendbars(self.client, self.id, info, period, start, end, progress=progress, on_bad=on_bad,
+                               timeout=self._wait(timeout))
+
+    def ticks(self, symbol: SymbolLike, start: TimeLike, end: TimeLike | None = None, side: str = "bid", *,
+              progress: Progress = None, timeout: float | None = None) -> Ticks:
+        """Every tick of ``symbol`` in ``[start, end)``, ascending: :class:`Tick` rows ``(time, bid, ask)``.
+
+        ``side`` is ``"bid"``, ``"ask"`` or ``"both"`` (both downloaded and merged by time: each row
+        holds the latest bid and ask at its time). Other arguments as for :meth:`trendbars`;
+        windows are one week wide.
+        """
+        info = self.symbols.resolve(symbol)
+        return fetch_ticks(self.client, self.id, info, start, end, side, progress=progress,
+                           timeout=self._wait(timeout))
+
+    def deals(self, start: TimeLike, end: TimeLike | None = None, *, progress: Progress = None,
+              timeout: float | None = None) -> Records[ProtoOADeal]:
+        """The account's deals executed in ``[start, end]`` (``ProtoOADeal``), ascending, each once."""
+        return fetch_list(self.client, self.id, "deals", start, end, progress=progress, timeout=self._wait(timeout))
+
+    def order_history(self, start: TimeLike, end: TimeLike | None = None, *, progress: Progress = None,
+                      timeout: float | None = None) -> Records[ProtoOAOrder]:
+        """The account's orders of ``[start, end]`` (``ProtoOAOrder``, ``ProtoOAOrderListReq``), ascending."""
+        return fetch_list(self.client, self.id, "orders", start, end, progress=progress, timeout=self._wait(timeout))
+
+    def cash_flow(self, start: TimeLike, end: TimeLike | None = None, *, progress: Progress = None,
+                  timeout: float | None = None) -> Records[ProtoOADepositWithdraw]:
+        """Deposits and withdrawals of ``[start, end]`` (``ProtoOADepositWithdraw``), ascending, in
+        one-week windows (the server's limit)."""
+        return fetch_list(self.client, self.id, "cash_flow", start, end, progress=progress,
+                          timeout=self._wait(timeout))
+
+    def _wait(self, timeout: float | None) -> float | None:
+        return timeout if timeout is not None else self.timeout

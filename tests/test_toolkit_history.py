@@ -1,0 +1,232 @@
+"""Toolkit I against the bundled simulator: history over any range, the historical budget on the
+wire, ticks of both sides, deal/order paging, numbers pandas can plot, CSV, progress."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from ctrader_sync import Client
+from ctrader_sync.messages import OpenApiMessages_pb2 as M
+from ctrader_sync.messages.OpenApiModelMessages_pb2 import ProtoOADeal
+from ctrader_sync.protobuf import Protobuf
+from ctrader_sync.simulator import Simulator
+from ctrader_sync.simulator import _behaviour as sim_behaviour
+from ctrader_sync.toolkit import Account, Bars, Ticks
+from ctrader_sync.toolkit._history import TRENDBAR_WINDOW_MS, WEEK_MS
+from tests.clienttools import connected
+
+UTC = timezone.utc
+TRENDBARS = Protobuf.payload_type(M.ProtoOAGetTrendbarsReq)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(seed=5, spot_interval=0) as s:
+        yield s
+
+
+class Spy:
+    """Records every request the client sends (through its public ``send``)."""
+
+    def __init__(self, client: Client) -> None:
+        self.sent: list[Any] = []
+        original = client.send
+
+        def send(message: Any, *args: Any, **kwargs: Any) -> Any:
+            self.sent.append(message)
+            return original(message, *args, **kwargs)
+
+        client.send = send  # type: ignore[method-assign]
+
+    def of(self, kind: type) -> list[Any]:
+        return [m for m in self.sent if isinstance(m, kind)]
+
+
+@pytest.fixture
+def session(sim: Simulator) -> Iterator[tuple[Account, Spy]]:
+    with connected(sim) as client:
+        client.login(sim.client_id, sim.client_secret, sim.access_token, accounts=[sim.account_ids[0]])
+        account = client.account()
+        assert len(account.symbols) > 0  # loaded before the spy: only history requests are counted
+        yield account, Spy(client)
+
+
+def _check_bars(bars: Bars, start: datetime, end: datetime, minutes: int) -> None:
+    times = [b.time for b in bars]
+    assert times == sorted(set(times)), "bars not ascending or duplicated"
+    step = timedelta(minutes=minutes)
+    assert times[0] == start and times[-1] == end - step
+    assert all(b - a == step for a, b in itertools.pairwise(times)), "a gap in the bars"
+    assert all(b.high >= max(b.open, b.close) >= min(b.open, b.close) >= b.low for b in bars)
+    assert all(isinstance(b.close, float) for b in bars)
+
+
+def _windows(requests: list[Any]) -> list[tuple[int, int]]:
+    return [(r.fromTimestamp, r.toTimestamp) for r in requests]
+
+
+def test_a_year_of_h1_over_several_windows_and_pages(session: tuple[Account, Spy], sim: Simulator,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim_behaviour, "MAX_TRENDBARS", 1000)  # small answers: several pages per window
+    account, spy = session
+    start, end = datetime(2023, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
+    bars = account.trendbars("EURUSD", "H1", start, end, progress=False)
+    _check_bars(bars, start, end, 60)
+    assert len(bars) == 8760
+    asked = _windows(spy.of(M.ProtoOAGetTrendbarsReq))
+    assert len(asked) == len(set(asked)), "a window was asked twice"
+    assert all(hi - lo <= TRENDBAR_WINDOW_MS[9] for lo, hi in asked)
+    on_wire = [r for r in sim.connections[-1].requests() if r.payload_type == TRENDBARS]
+    assert len(on_wire) == len(asked) == bars.requests
+    assert 9 <= bars.requests <= 11  # 8760 bars, 1000 an answer, 2 windows: close to the fewest
+    print(f"\nyear of H1, chunk 1000: {len(bars)} bars, {bars.requests} requests, {bars.seconds:.2f} s "
+          f"(requests / 5 = {bars.requests / 5:.2f} s)")
+
+
+def test_a_month_of_m1_within_the_historical_budget(session: tuple[Account, Spy], sim: Simulator) -> None:
+    account, spy = session
+    start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
+    calls: list[tuple[int, int]] = []
+    bars = account.trendbars("eurusd", "M1", start, end, progress=lambda d, t: calls.append((d, t)))
+    _check_bars(bars, start, end, 1)
+    asked = _windows(spy.of(M.ProtoOAGetTrendbarsReq))
+    assert len(asked) == len(set(asked)) == bars.requests > 5
+    record = sim.connections[-1]
+    assert record.max_requests_in_window(1.0, historical=True) <= 5, "historical budget exceeded on the wire"
+    # the download takes about requests / 5 seconds (first five at once); a loose sanity bound only
+    budget = bars.requests / 5
+    print(f"\nmonth of M1, default chunk: {len(bars)} bars, {bars.requests} requests, {bars.seconds:.2f} s "
+          f"(requests / 5 = {budget:.2f} s)")
+    assert bars.seconds < 3 * budget + 5
+    assert calls[0][0] == 0 and calls[-1] == (bars.requests, bars.requests)
+    assert [d for d, _ in calls] == list(range(bars.requests + 1))
+
+
+def test_ticks_of_both_sides_merged(session: tuple[Account, Spy], sim: Simulator,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim_behaviour, "MAX_TICKS", 400)
+    account, spy = session
+    start = datetime(2024, 3, 4, 10, tzinfo=UTC)
+    end = start + timedelta(minutes=30)
+    ticks = account.ticks("EURUSD", start, end, side="both", progress=False)
+    assert isinstance(ticks, Ticks) and ticks.columns == ["bid", "ask"]
+    assert len(ticks) == 1800  # one a second on each side, same times: one row each
+    times = [t.time for t in ticks]
+    assert times == sorted(set(times)) and times[0] == start and times[-1] == end - timedelta(seconds=1)
+    spread = sim.symbols[0].spread / 100_000
+    assert all(math.isclose(t.ask - t.bid, spread, abs_tol=1e-9) for t in ticks)
+    sides = [r.type for r in spy.of(M.ProtoOAGetTickDataReq)]
+    assert sides.count(1) >= 5 and sides.count(2) >= 5  # several pages of each side
+    bid = account.ticks("EURUSD", start, end, side="bid", progress=False)
+    assert [t.bid for t in bid] == [t.bid for t in ticks] and all(math.isnan(t.ask) for t in bid)
+    with pytest.raises(ValueError, match="side"):
+        account.ticks("EURUSD", start, end, side="mid")
+
+
+def _add_deals(sim: Simulator, account_id: int, times: list[int]) -> None:
+    # The simulator has no public way to back-date deals; its account state is written directly.
+    state = sim._accounts[account_id]
+    with sim._lock:
+        for i, t in enumerate(times):
+            state.deals.append(ProtoOADeal(dealId=900_000 + i, orderId=800_000 + i, positionId=700_000 + i,
+                                           volume=100_000, filledVolume=100_000, symbolId=1, createTimestamp=t,
+                                           executionTimestamp=t, tradeSide=1, dealStatus=2, moneyDigits=2))
+
+
+def test_deals_over_weeks_and_pages(session: tuple[Account, Spy], sim: Simulator,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim_behaviour, "MAX_DEALS", 4)
+    account, spy = session
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    base = int(start.timestamp() * 1000)
+    times = sorted(base + (i * 37_123_457) % (20 * 86_400_000) for i in range(40))
+    _add_deals(sim, account.id, times)
+    deals = account.deals(start, start + timedelta(days=21), progress=False)
+    assert [d.executionTimestamp for d in deals] == times
+    assert len({d.dealId for d in deals}) == 40
+    asked = _windows(spy.of(M.ProtoOADealListReq))
+    assert len(asked) == len(set(asked)) == deals.requests
+    assert all(hi - lo <= WEEK_MS for lo, hi in asked)
+    assert deals.requests > 10  # three weeks, four deals an answer
+
+
+def test_order_history(session: tuple[Account, Spy]) -> None:
+    account, _ = session
+    symbol = account.symbols["EURUSD"]
+    for price in (1.0, 1.01):
+        account.client.request(M.ProtoOANewOrderReq(ctidTraderAccountId=account.id, symbolId=symbol.id,
+                                                    orderType=2, tradeSide=1, volume=100_000, limitPrice=price),
+                               timeout=10)
+    orders = account.order_history(datetime.now(UTC) - timedelta(days=2))
+    assert sorted(o.limitPrice for o in orders) == [1.0, 1.01]
+    assert orders.requests == 1
+
+
+def test_to_pandas_dtypes_and_plot(session: tuple[Account, Spy], tmp_path: Any) -> None:
+    pd = pytest.importorskip("pandas")
+    account, _ = session
+    bars = account.trendbars("EURUSD", "H4", datetime(2024, 1, 1), datetime(2024, 2, 1), progress=False)
+    frame = bars.to_pandas()
+    assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
+    assert all(str(dtype) == "float64" for dtype in frame.dtypes)
+    assert isinstance(frame.index, pd.DatetimeIndex) and str(frame.index.tz) == "UTC"
+    assert frame.index[0] == pd.Timestamp("2024-01-01", tz="UTC") and len(frame) == len(bars) == 31 * 6
+    assert frame["close"].iloc[-1] == bars[-1].close
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = frame["close"].plot()
+    assert len(ax.get_lines()[0].get_xdata()) == len(bars)
+    ax.figure.savefig(tmp_path / "bars.png")
+    plt.close("all")
+    ticks = account.ticks("EURUSD", datetime(2024, 1, 2), datetime(2024, 1, 2, 0, 5), side="both", progress=False)
+    tframe = ticks.to_pandas()
+    assert list(tframe.columns) == ["bid", "ask"] and all(str(d) == "float64" for d in tframe.dtypes)
+    assert str(tframe.index.tz) == "UTC"
+
+
+def test_without_pandas_a_clear_import_error(session: tuple[Account, Spy], monkeypatch: pytest.MonkeyPatch) -> None:
+    account, _ = session
+    bars = account.trendbars("EURUSD", "D1", datetime(2024, 1, 1), datetime(2024, 1, 10), progress=False)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"ctrader-sync\[pandas\]"):
+        bars.to_pandas()
+
+
+def test_csv_round_trip(session: tuple[Account, Spy], tmp_path: Any) -> None:
+    account, _ = session
+    bars = account.trendbars("USDJPY", "H1", datetime(2024, 1, 1), datetime(2024, 1, 3), progress=False)
+    path = tmp_path / "bars.csv"
+    assert bars.to_csv(path) == len(bars) == 48
+    lines = path.read_text().splitlines()
+    assert lines[0] == "time,open,high,low,close,volume"
+    assert lines[1].startswith("2024-01-01T00:00:00+00:00,") and len(lines[1].split(",")[1].split(".")[1]) == 3
+    again = Bars.read_csv(path)
+    assert list(again) == list(bars)
+    buffer = io.StringIO()
+    bars.to_csv(buffer)
+    assert buffer.getvalue() == path.read_text()
+    ticks = account.ticks("USDJPY", datetime(2024, 1, 2), datetime(2024, 1, 2, 0, 0, 10), side="ask", progress=False)
+    out = io.StringIO()
+    assert ticks.to_csv(out) == 10
+    assert out.getvalue().splitlines()[:2] == ["time,ask", f"2024-01-02T00:00:00.000+00:00,{ticks[0].ask:.3f}"]
+
+
+def test_progress_bar_on_stderr(session: tuple[Account, Spy], capsys: pytest.CaptureFixture[str]) -> None:
+    account, _ = session
+    bars = account.trendbars("EURUSD", "D1", datetime(2023, 1, 1), datetime(2024, 1, 1), progress=True)
+    err = capsys.readouterr().err
+    assert f"{bars.requests}/{bars.requests} requests" in err and "EURUSD D1" in err
+    account.trendbars("EURUSD", "D1", datetime(2023, 1, 1), datetime(2024, 1, 1))  # default: not a terminal
+    assert capsys.readouterr().err == ""
