@@ -4,6 +4,7 @@ the truth about orders whose answer was lost."""
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -71,7 +72,8 @@ class GatedReconnect(ReconnectPolicy):
 
 def test_market_order_by_lots_waits_for_the_fill(sim: Simulator, account: Account) -> None:
     with account.client.events(ProtoOAExecutionEvent) as events:
-        fill = account.market_order("eurusd", "buy", lots=0.1, label="t1", comment="hello")
+        fill = account.market_order("eurusd", "buy", lots=0.1, stop_loss_pips=20, take_profit_pips=35.5,
+                                    label="t1", comment="hello")
         kinds = [e.executionType for e in (events.get(5), events.get(5))]
     assert kinds == [2, 3], "ORDER_ACCEPTED then ORDER_FILLED: the call returned after the fill"
     assert isinstance(fill, Fill) and fill.side == "buy" and fill.symbol == "EURUSD"
@@ -81,8 +83,49 @@ def test_market_order_by_lots_waits_for_the_fill(sim: Simulator, account: Accoun
     assert fill.client_order_id.startswith("cts-")
     position = account.positions[fill.position_id]
     assert (position.side, position.lots, position.entry_price, position.label) == ("buy", 0.1, fill.price, "t1")
+    assert position.stop_loss == round(fill.price - 0.0020, 5), "20 pips below the fill"
+    assert position.take_profit == round(fill.price + 0.00355, 5), "35.5 pips above the fill"
     requests = [r for r in sim.connections[-1].requests() if r.payload_type == NEW_ORDER]
     assert len(requests) == 1, "sent once"
+
+
+def test_resting_limit_order_fills_when_the_price_crosses_it(sim: Simulator, account: Account) -> None:
+    sim.pause_market()
+    bid, ask = sim.price("EURUSD")
+    order = account.limit_order("EURUSD", "buy", round(ask - 0.0020, 5), lots=0.2, take_profit_pips=50)
+    assert list(account.orders) == [order.order_id] and account.positions == {}
+    with account.changes(timeout=10) as changes:
+        sim.set_price("EURUSD", round(bid - 0.0030, 5), round(ask - 0.0030, 5))
+        kinds = {}
+        for change in changes:
+            kinds[change.kind] = change
+            if {"order_removed", "position_opened"} <= set(kinds):
+                break
+    position = kinds["position_opened"].position
+    assert (position.side, position.lots) == ("buy", 0.2)
+    assert position.entry_price <= order.price
+    assert position.take_profit == round(order.price + 0.0050, 5)
+    assert account.orders == {} and list(account.positions) == [position.position_id]
+
+
+@pytest.mark.parametrize("leg", ["stop_loss", "take_profit"])
+def test_stop_loss_and_take_profit_close_the_position(sim: Simulator, account: Account, leg: str) -> None:
+    sim.pause_market()
+    start = account.balance
+    fill = account.market_order("EURUSD", "buy", lots=0.1, stop_loss_pips=20, take_profit_pips=20)
+    position = account.positions[fill.position_id]
+    target = position.stop_loss if leg == "stop_loss" else position.take_profit
+    assert target is not None
+    exit_bid = round(target - 0.0005 if leg == "stop_loss" else target + 0.0005, 5)
+    with account.changes(timeout=10) as changes:
+        sim.set_price("EURUSD", exit_bid, round(exit_bid + 0.0001, 5))
+        closed = next(c for c in changes if c.kind == "position_closed")
+    assert closed.position_id == fill.position_id and fill.position_id not in account.positions
+    # by hand: 10,000 units from the fill to the bid the trigger closed at, 3.00 a lot commission each side
+    gross = Decimal(str(round((exit_bid - fill.price) * 10_000, 2)))
+    assert (gross < 0) == (leg == "stop_loss")
+    assert account.balance == start + gross - Decimal("0.60")
+    assert Decimal(str(sim.balance(account.id))).quantize(Decimal("0.01")) == account.balance
 
 
 def test_volume_is_normalised_before_anything_is_written(sim: Simulator, account: Account) -> None:
@@ -147,12 +190,32 @@ def test_limit_order_amend_and_cancel(account: Account) -> None:
     assert info.value.error_code == "ORDER_NOT_FOUND"
 
 
-def test_a_refusal_raises_order_error_with_the_server_code(account: Account) -> None:
-    before = account.client.pending_count
+@pytest.mark.parametrize("case", ["bad stops", "bad prices", "not enough money"])
+def test_a_refusal_raises_order_error_with_the_server_code(sim: Simulator, account: Account, case: str) -> None:
+    bid, ask = sim.price("EURUSD")
+    before = sent_orders(sim)
     with pytest.raises(OrderError) as info:
-        account.stop_order("EURUSD", "sell", 0.5, lots=0.1, take_profit=-1.0)
-    assert info.value.error_code and info.value.error_code != "ORDER_NOT_PLACED"
-    assert account.client.pending_count == before
+        if case == "bad stops":  # a BUY whose stop loss is above its price
+            account.limit_order("EURUSD", "buy", round(ask - 0.01, 5), lots=0.1, stop_loss=round(ask, 5))
+        elif case == "bad prices":  # a BUY limit above the market
+            account.limit_order("EURUSD", "buy", round(ask + 0.01, 5), lots=0.1)
+        else:
+            account.market_order("EURUSD", "buy", lots=900)
+    expected = {"bad stops": "TRADING_BAD_STOPS", "bad prices": "TRADING_BAD_PRICES",
+                "not enough money": "NOT_ENOUGH_MONEY"}[case]
+    assert info.value.error_code == expected
+    assert sent_orders(sim) == before + 1, "refused by the server, sent once"
+    assert account.positions == {} and account.orders == {}
+
+
+def test_market_closed_is_refused_with_its_code() -> None:
+    saturday = 1_767_312_000.0  # 2026-01-02 00:00 UTC is a Friday; +1 day 12 h: Saturday noon
+    with Simulator(seed=5, spot_interval=0, market_hours="fx", clock=lambda: saturday + 36 * 3600) as sim, \
+            connected(sim) as client:
+        account = login(client, sim)
+        with pytest.raises(OrderError) as info:
+            account.market_order("EURUSD", "buy", lots=0.1)
+        assert info.value.error_code == "MARKET_CLOSED"
 
 
 # -- certain outcomes -------------------------------------------------------------------------

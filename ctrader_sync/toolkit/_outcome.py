@@ -122,8 +122,8 @@ class Lookup:
             seen.update(int(o.orderId) for o in fresh)
             if not res.hasMore or not fresh:
                 break
-            times = [int(o.utcLastUpdateTimestamp) for o in fresh if o.HasField("utcLastUpdateTimestamp")]
+            times = [int(o.tradeData.openTimestamp) for o in fresh if o.tradeData.HasField("openTimestamp")]
             if not times or min(times) <= from_ms:
                 break
-            to_ms = min(times)  # the answer holds the newest part: ask for what is older
+            to_ms = min(times)  # the answer holds the newest orders (by creation): ask for older ones
         return out
