@@ -8,6 +8,7 @@ import itertools
 import math
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,22 +16,14 @@ import pytest
 
 from ctrader_sync import Client
 from ctrader_sync.messages import OpenApiMessages_pb2 as M
-from ctrader_sync.messages.OpenApiModelMessages_pb2 import ProtoOADeal
 from ctrader_sync.protobuf import Protobuf
 from ctrader_sync.simulator import Simulator
-from ctrader_sync.simulator import _behaviour as sim_behaviour
 from ctrader_sync.toolkit import Account, Bars, Ticks
 from ctrader_sync.toolkit._history import TRENDBAR_WINDOW_MS, WEEK_MS
 from tests.clienttools import connected
 
 UTC = timezone.utc
 TRENDBARS = Protobuf.payload_type(M.ProtoOAGetTrendbarsReq)
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator(seed=5, spot_interval=0) as s:
-        yield s
 
 
 class Spy:
@@ -50,21 +43,41 @@ class Spy:
         return [m for m in self.sent if isinstance(m, kind)]
 
 
-@pytest.fixture
-def session(sim: Simulator) -> Iterator[tuple[Account, Spy]]:
-    with connected(sim) as client:
+@contextmanager
+def open_session(**options: Any) -> Iterator[tuple[Simulator, Account, Spy]]:
+    """A simulator (with ``options``), a logged-in client, its account and a spy on its requests."""
+    options.setdefault("spot_interval", 0)
+    with Simulator(seed=5, **options) as sim, connected(sim) as client:
         client.login(sim.client_id, sim.client_secret, sim.access_token, accounts=[sim.account_ids[0]])
         account = client.account()
         assert len(account.symbols) > 0  # loaded before the spy: only history requests are counted
-        yield account, Spy(client)
+        yield sim, account, Spy(client)
+
+
+@pytest.fixture
+def session() -> Iterator[tuple[Account, Spy]]:
+    with open_session() as (_, account, spy):
+        yield account, spy
+
+
+def _fx_open(when: datetime) -> bool:
+    """The FX market (and so the simulator's history) is closed from Friday to Sunday 22:00 UTC."""
+    hours = when.weekday() * 24 + when.hour
+    return not 4 * 24 + 22 <= hours < 6 * 24 + 22
 
 
 def _check_bars(bars: Bars, start: datetime, end: datetime, minutes: int) -> None:
     times = [b.time for b in bars]
     assert times == sorted(set(times)), "bars not ascending or duplicated"
     step = timedelta(minutes=minutes)
-    assert times[0] == start and times[-1] == end - step
-    assert all(b - a == step for a, b in itertools.pairwise(times)), "a gap in the bars"
+    expected = []
+    t = start
+    while t < end:
+        if _fx_open(t):
+            expected.append(t)
+        t += step
+    assert times == expected, "bars missing or extra (they are contiguous apart from weekends)"
+    assert all(b - a == step or not _fx_open(a + step) for a, b in itertools.pairwise(times))
     assert all(b.high >= max(b.open, b.close) >= min(b.open, b.close) >= b.low for b in bars)
     assert all(isinstance(b.close, float) for b in bars)
 
@@ -73,33 +86,31 @@ def _windows(requests: list[Any]) -> list[tuple[int, int]]:
     return [(r.fromTimestamp, r.toTimestamp) for r in requests]
 
 
-def test_a_year_of_h1_over_several_windows_and_pages(session: tuple[Account, Spy], sim: Simulator,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim_behaviour, "MAX_TRENDBARS", 1000)  # small answers: several pages per window
-    account, spy = session
-    start, end = datetime(2023, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
-    bars = account.trendbars("EURUSD", "H1", start, end, progress=False)
+def test_a_year_of_h1_over_several_windows_and_pages() -> None:
+    with open_session(trendbar_chunk=700) as (sim, account, spy):  # small answers: several pages a window
+        start, end = datetime(2023, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
+        bars = account.trendbars("EURUSD", "H1", start, end, progress=False)
+        on_wire = [r for r in sim.connections[-1].requests() if r.payload_type == TRENDBARS]
     _check_bars(bars, start, end, 60)
-    assert len(bars) == 8760
+    assert 6200 < len(bars) < 6300
     asked = _windows(spy.of(M.ProtoOAGetTrendbarsReq))
     assert len(asked) == len(set(asked)), "a window was asked twice"
     assert all(hi - lo <= TRENDBAR_WINDOW_MS[9] for lo, hi in asked)
-    on_wire = [r for r in sim.connections[-1].requests() if r.payload_type == TRENDBARS]
     assert len(on_wire) == len(asked) == bars.requests
-    assert 9 <= bars.requests <= 11  # 8760 bars, 1000 an answer, 2 windows: close to the fewest
-    print(f"\nyear of H1, chunk 1000: {len(bars)} bars, {bars.requests} requests, {bars.seconds:.2f} s "
+    assert 9 <= bars.requests <= 14  # 2 windows, 700 bars an answer (12 pieces of 699 hours at most)
+    print(f"\nyear of H1, chunk 700: {len(bars)} bars, {bars.requests} requests, {bars.seconds:.2f} s "
           f"(requests / 5 = {bars.requests / 5:.2f} s)")
 
 
-def test_a_month_of_m1_within_the_historical_budget(session: tuple[Account, Spy], sim: Simulator) -> None:
-    account, spy = session
-    start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
-    calls: list[tuple[int, int]] = []
-    bars = account.trendbars("eurusd", "M1", start, end, progress=lambda d, t: calls.append((d, t)))
+def test_a_month_of_m1_within_the_historical_budget() -> None:
+    with open_session() as (sim, account, spy):  # the default chunk (4000 bars)
+        start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
+        calls: list[tuple[int, int]] = []
+        bars = account.trendbars("eurusd", "M1", start, end, progress=lambda d, t: calls.append((d, t)))
+        record = sim.connections[-1]
     _check_bars(bars, start, end, 1)
     asked = _windows(spy.of(M.ProtoOAGetTrendbarsReq))
     assert len(asked) == len(set(asked)) == bars.requests > 5
-    record = sim.connections[-1]
     assert record.max_requests_in_window(1.0, historical=True) <= 5, "historical budget exceeded on the wire"
     # the download takes about requests / 5 seconds (first five at once); a loose sanity bound only
     budget = bars.requests / 5
@@ -110,13 +121,14 @@ def test_a_month_of_m1_within_the_historical_budget(session: tuple[Account, Spy]
     assert [d for d, _ in calls] == list(range(bars.requests + 1))
 
 
-def test_ticks_of_both_sides_merged(session: tuple[Account, Spy], sim: Simulator,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim_behaviour, "MAX_TICKS", 400)
-    account, spy = session
-    start = datetime(2024, 3, 4, 10, tzinfo=UTC)
-    end = start + timedelta(minutes=30)
-    ticks = account.ticks("EURUSD", start, end, side="both", progress=False)
+def test_ticks_of_both_sides_merged() -> None:
+    with open_session(tick_chunk=400) as (sim, account, spy):
+        start = datetime(2024, 3, 4, 10, tzinfo=UTC)
+        end = start + timedelta(minutes=30)
+        ticks = account.ticks("EURUSD", start, end, side="both", progress=False)
+        bid = account.ticks("EURUSD", start, end, side="bid", progress=False)
+        with pytest.raises(ValueError, match="side"):
+            account.ticks("EURUSD", start, end, side="mid")
     assert isinstance(ticks, Ticks) and ticks.columns == ["bid", "ask"]
     assert len(ticks) == 1800  # one a second on each side, same times: one row each
     times = [t.time for t in ticks]
@@ -124,38 +136,62 @@ def test_ticks_of_both_sides_merged(session: tuple[Account, Spy], sim: Simulator
     spread = sim.symbols[0].spread / 100_000
     assert all(math.isclose(t.ask - t.bid, spread, abs_tol=1e-9) for t in ticks)
     sides = [r.type for r in spy.of(M.ProtoOAGetTickDataReq)]
-    assert sides.count(1) >= 5 and sides.count(2) >= 5  # several pages of each side
-    bid = account.ticks("EURUSD", start, end, side="bid", progress=False)
+    assert sides.count(1) >= 5 + 5 and sides.count(2) >= 5  # several pages of each side (bid twice)
     assert [t.bid for t in bid] == [t.bid for t in ticks] and all(math.isnan(t.ask) for t in bid)
-    with pytest.raises(ValueError, match="side"):
-        account.ticks("EURUSD", start, end, side="mid")
+    assert [t.time for t in bid] == times
 
 
-def _add_deals(sim: Simulator, account_id: int, times: list[int]) -> None:
-    # The simulator has no public way to back-date deals; its account state is written directly.
-    state = sim._accounts[account_id]
-    with sim._lock:
-        for i, t in enumerate(times):
-            state.deals.append(ProtoOADeal(dealId=900_000 + i, orderId=800_000 + i, positionId=700_000 + i,
-                                           volume=100_000, filledVolume=100_000, symbolId=1, createTimestamp=t,
-                                           executionTimestamp=t, tradeSide=1, dealStatus=2, moneyDigits=2))
+class Clock:
+    """A simulated wall clock a test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_deals_over_weeks_and_pages(session: tuple[Account, Spy], sim: Simulator,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim_behaviour, "MAX_DEALS", 4)
-    account, spy = session
+def _trade(account: Account, clock: Clock, start: datetime, hours: list[float]) -> None:
+    """Open and close a minimal position at each of ``hours`` after ``start`` (simulated time)."""
+    symbol = account.symbols["EURUSD"]
+    client = account.client
+    for h in hours:
+        clock.now = (start + timedelta(hours=h)).timestamp()
+        with client.events(M.ProtoOAExecutionEvent, timeout=10) as executions:
+            accepted = client.request(M.ProtoOANewOrderReq(
+                ctidTraderAccountId=account.id, symbolId=symbol.id, orderType=1, tradeSide=1, volume=100_000),
+                timeout=10)
+            filled = next(e for e in executions if e.executionType == 3 and e.order.orderId == accepted.order.orderId)
+        position = filled.position.positionId
+        clock.now += 60
+        account.client.request(M.ProtoOAClosePositionReq(ctidTraderAccountId=account.id, positionId=position,
+                                                         volume=100_000), timeout=10)
+
+
+def test_deals_orders_and_cash_flow_over_weeks_and_pages() -> None:
     start = datetime(2024, 5, 1, tzinfo=UTC)
-    base = int(start.timestamp() * 1000)
-    times = sorted(base + (i * 37_123_457) % (20 * 86_400_000) for i in range(40))
-    _add_deals(sim, account.id, times)
-    deals = account.deals(start, start + timedelta(days=21), progress=False)
-    assert [d.executionTimestamp for d in deals] == times
-    assert len({d.dealId for d in deals}) == 40
-    asked = _windows(spy.of(M.ProtoOADealListReq))
-    assert len(asked) == len(set(asked)) == deals.requests
-    assert all(hi - lo <= WEEK_MS for lo, hi in asked)
-    assert deals.requests > 10  # three weeks, four deals an answer
+    clock = Clock(start)
+    hours = [i * 30.5 for i in range(16)]  # 16 round trips over 20 days
+    with open_session(list_chunk=5, clock=clock) as (_, account, spy):
+        _trade(account, clock, start, hours)
+        clock.now = (start + timedelta(days=30)).timestamp()
+        end = start + timedelta(days=21)
+        deals = account.deals(start, end, progress=False)
+        orders = account.order_history(start, end, progress=False)
+        cash = account.cash_flow(start, end, progress=False)
+    opened = [int((start + timedelta(hours=h)).timestamp() * 1000) for h in hours]
+    assert len(deals) == 32 and len({d.dealId for d in deals}) == 32
+    assert [d.executionTimestamp for d in deals] == sorted(opened + [t + 60_000 for t in opened])
+    assert len(orders) == 32 and len({o.orderId for o in orders}) == 32
+    assert [o.tradeData.openTimestamp for o in orders] == sorted(opened + [t + 60_000 for t in opened])
+    assert [c.changeBalanceTimestamp for c in cash] == [t + 60_000 for t in opened]  # one per closed position
+    for kind, records in ((M.ProtoOADealListReq, deals), (M.ProtoOAOrderListReq, orders),
+                          (M.ProtoOACashFlowHistoryListReq, cash)):
+        asked = _windows(spy.of(kind))
+        assert len(asked) == len(set(asked)) == records.requests, kind.__name__
+        assert all(hi - lo <= WEEK_MS for lo, hi in asked)
+    assert deals.requests > 32 / 5 and orders.requests > 32 / 5  # five an answer: pages in every week
+    assert cash.requests == 3  # three weeks, no paging
 
 
 def test_order_history(session: tuple[Account, Spy]) -> None:
@@ -178,7 +214,7 @@ def test_to_pandas_dtypes_and_plot(session: tuple[Account, Spy], tmp_path: Any) 
     assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
     assert all(str(dtype) == "float64" for dtype in frame.dtypes)
     assert isinstance(frame.index, pd.DatetimeIndex) and str(frame.index.tz) == "UTC"
-    assert frame.index[0] == pd.Timestamp("2024-01-01", tz="UTC") and len(frame) == len(bars) == 31 * 6
+    assert frame.index[0] == pd.Timestamp(bars[0].time) and len(frame) == len(bars) > 100
     assert frame["close"].iloc[-1] == bars[-1].close
     pytest.importorskip("matplotlib")
     import matplotlib

@@ -46,6 +46,6 @@ def test_the_readme_toolkit_examples_run(tmp_path: Path, monkeypatch: pytest.Mon
         plt.close("all")
     out = capsys.readouterr().out
     assert "USD" in out and "EURUSD" in out
-    assert namespace["bars"].requests >= 1 and len(namespace["bars"]) == 366 * 24
+    assert namespace["bars"].requests >= 1 and 6000 < len(namespace["bars"]) < 6400  # a year of H1, weekends closed
     assert os.path.getsize(tmp_path / "eurusd-h1.csv") > 100_000
     assert namespace["eurusd"].normalize_volume(2500) == 2000

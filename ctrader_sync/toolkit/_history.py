@@ -290,8 +290,8 @@ class ListPager:
     """Deals, orders or cash-flow records over ``[lo, hi]`` in one-week windows.
 
     Paging follows ``hasMore`` without assuming which end of the window an answer holds: it asks
-    the parts of the window on both sides of the rows received (the side already covered answers
-    with rows already seen and no ``hasMore``), and keeps each record once by its id.
+    the parts of the window on both sides of the rows received until one of them brings new rows
+    (then only that side), and keeps each record once by its id.
     """
 
     def __init__(self, kind: str, account_id: int, lo: int, hi: int) -> None:
@@ -299,6 +299,8 @@ class ListPager:
         self.account_id = account_id
         self.lo, self.hi = lo, hi
         self.records: dict[int, Any] = {}
+        self.direction: str | None = None
+        """``"older"`` or ``"newer"``: where the rest of a window was found after ``hasMore``."""
         build, self._field, self._id, self._time = _LISTS[kind]
         self._build: Callable[..., Any] = build
 
@@ -311,19 +313,27 @@ class ListPager:
         return self._build(ctidTraderAccountId=self.account_id, fromTimestamp=job.lo, toTimestamp=job.hi)
 
     def take(self, job: Job, response: Any) -> list[Job]:
-        """Keep the records; after ``hasMore``, ask both sides of what came."""
+        """Keep the records; after ``hasMore``, ask the rest of the window on the side(s) it can be."""
         times = []
+        new = 0
         for record in getattr(response, self._field):
-            self.records[int(getattr(record, self._id))] = record
+            key = int(getattr(record, self._id))
+            new += key not in self.records
+            self.records[key] = record
             times.append(self._time(record))
+        if new and job.kind in ("older", "newer") and self.direction is None:
+            self.direction = job.kind  # this side held more: the server pages from the other end
+            log.debug("ctrader_sync: %s pages run toward the %s rows", self.kind, job.kind)
         if not getattr(response, "hasMore", False) or not times:
             return []
         first, last = min(times), max(times)
         more = []
-        if last > job.lo:  # the answer may hold the oldest rows: the rest is at or after `last`
-            more.append(Job(last, job.hi, "page"))
-        if first < job.hi:  # or the newest: the rest is at or before `first`
-            more.append(Job(job.lo, first, "page"))
+        # The answer holds the newest rows (the rest is at or before `first`) or the oldest (the
+        # rest is at or after `last`); until an answer has shown which, ask both.
+        if first < job.hi and self.direction != "newer":
+            more.append(Job(job.lo, first, "older"))
+        if last > job.lo and self.direction != "older":
+            more.append(Job(last, job.hi, "newer"))
         if not more:
             log.warning("ctrader_sync: more %s at %d ms than one answer holds; some may be missing",
                         self.kind, first)
@@ -340,9 +350,10 @@ class ListPager:
 
 
 def _order_time(order: Any) -> int:
-    if order.HasField("utcLastUpdateTimestamp"):
-        return int(order.utcLastUpdateTimestamp)
-    return int(order.tradeData.openTimestamp)
+    """When the order was created (what the order list's range is about)."""
+    if order.tradeData.HasField("openTimestamp"):
+        return int(order.tradeData.openTimestamp)
+    return int(order.utcLastUpdateTimestamp)
 
 
 _LISTS: dict[str, tuple[Any, str, str, Callable[[Any], int]]] = {
