@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +123,15 @@ def test_the_21_console_sample_commands(make: Harness) -> None:
     assert [p.positionId for p in pnl.positionUnrealizedPnL] == [position.positionId]
     assert len(by_position.order) == 1 and cancel.executionType == 5 and close.executionType == 2
     assert len(offsets.offsetting) == 1
+
+
+def test_readme_simulator_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The trading example in README's simulator section runs and prints what it says."""
+    text = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
+    section = text[text.index("Testing your bot with the simulator"):text.index("\nPerformance\n")]
+    blocks = section.split(".. code-block:: python\n\n")[1:]
+    example = next(b for b in blocks if "set_price" in b)
+    code = "\n".join(line[4:] for line in example.splitlines() if line.startswith("    ") or not line.strip())
+    code = code[:code.index("\n\n\n")] if "\n\n\n" in code else code
+    exec(compile(code, "README.rst", "exec"), {})
+    assert capsys.readouterr().out.split() == ["101000", "11004.0"]

@@ -271,3 +271,34 @@ def test_order_list_pages_with_has_more(make: Harness) -> None:
     assert page.hasMore and [o.orderId for o in page.order] == ids[1:]
     deals = wire.call(M.ProtoOADealListReq(ctidTraderAccountId=a, maxRows=1)).message
     assert not deals.hasMore and list(deals.deal) == []
+
+
+def test_swap_accrues_per_rollover_and_is_charged_at_close(make: Harness) -> None:
+    now = [TUESDAY - 3600]  # Tuesday 21:13 UTC
+    sim, wire = make(spot_interval=0, clock=lambda: now[0])
+    (a,) = wire.login()
+    sim.set_price("EURUSD", 1.10000, 1.10010)
+    _, buy = order(wire, a, "buy", volume=2 * LOT)
+    now[0] = TUESDAY + 86_400 + 3600  # Thursday 23:13: the Tuesday and Wednesday 22:00 rollovers passed
+    position = wire.call(M.ProtoOAReconcileReq(ctidTraderAccountId=a)).message.position[0]
+    assert position.swap == -200  # 0.50 per lot per night, 2 lots, 2 nights
+    sim.set_price("EURUSD", 1.10010, 1.10020)
+    wire.send(M.ProtoOAClosePositionReq(ctidTraderAccountId=a, positionId=buy.position.positionId,
+                                        volume=2 * LOT), "close")
+    wire.answer("close")
+    detail = wire.answer("close").message.deal.closePositionDetail
+    assert (detail.grossProfit, detail.swap, detail.commission) == (0, -200, -1_200)
+    assert detail.balance == 1_000_000 - 1_400
+
+
+def test_expected_margin_and_trader(make: Harness) -> None:
+    sim, wire, a = still(make)
+    sim.set_price("EURUSD", 1.08500, 1.08510)
+    margin = wire.call(M.ProtoOAExpectedMarginReq(ctidTraderAccountId=a, symbolId=1, volume=[LOT, 2 * LOT])).message
+    # 100,000 EUR at EURUSD's bid 1.08500, leverage 1:100 -> 1,085.00 USD
+    assert margin.moneyDigits == 2 and [m.buyMargin for m in margin.margin] == [108_500, 217_000]
+    trader = wire.call(M.ProtoOATraderReq(ctidTraderAccountId=a)).message.trader
+    assert (trader.balance, trader.moneyDigits, trader.depositAssetId, trader.leverageInCents) == (1_000_000, 2, 1,
+                                                                                                 10_000)
+    _, buy = order(wire, a, "buy")
+    assert buy.position.usedMargin == 108_500

@@ -33,7 +33,7 @@ def subscribe_spots(peer: Peer, account: Account, msg: M.ProtoOASubscribeSpotsRe
             return
         for symbol_id in ids:
             subs.add((aid, symbol_id))
-            peer.record._set_subscription(symbol_id, True)
+            peer.record.note_subscription(symbol_id, True)
             if peer.world.options.spot_interval > 0:  # the latest quote right away, as the real server does
                 peer.respond(ex.spot_event(peer, aid, symbol_id), None)
 
@@ -63,7 +63,7 @@ def drop_spot(peer: Peer, account_id: int, symbol_id: int) -> None:
     for key in [k for k in bars if k[0] == account_id and k[1] == symbol_id]:
         bars.discard(key)
     if not any(s == symbol_id for _, s in ex.spots(peer)):
-        peer.record._set_subscription(symbol_id, False)
+        peer.record.note_subscription(symbol_id, False)
 
 
 @handles(TABLE, M.ProtoOASubscribeLiveTrendbarReq)

@@ -73,7 +73,7 @@ def account_auth(peer: Peer, msg: M.ProtoOAAccountAuthReq, cid: str | None) -> N
     else:
         with peer.world.exchange.lock:
             peer.authorized.add(account_id)
-        peer.record._set_account(account_id, True)
+        peer.record.note_account(account_id, True)
         peer.respond(M.ProtoOAAccountAuthRes(ctidTraderAccountId=account_id), cid)
 
 

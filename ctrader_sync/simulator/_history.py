@@ -30,7 +30,7 @@ TICKS_PER_MINUTE = 60
 """Historical ticks are one a second, on whole seconds, while the market is open."""
 
 _MASK = (1 << 64) - 1
-_CACHE_LIMIT = 20_000
+_CACHE_LIMIT = 2_000  # split nodes kept (each up to 60 children): bounded memory
 
 
 class Bar(NamedTuple):

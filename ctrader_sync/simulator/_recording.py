@@ -86,32 +86,30 @@ class ConnectionRecord:
         with self._lock:
             return set(self._subscriptions)
 
-    def _set_account(self, account_id: int, authorized: bool) -> None:
+    def note_account(self, account_id: int, authorized: bool) -> None:
+        """Simulator internal: ``account_id`` was authorized (True) or logged out on this connection."""
         with self._lock:
             if authorized:
                 self._authorized.add(account_id)
             else:
                 self._authorized.discard(account_id)
 
-    def _set_subscription(self, symbol_id: int, subscribed: bool) -> None:
+    def note_subscription(self, symbol_id: int, subscribed: bool) -> None:
+        """Simulator internal: this connection (un)subscribed spots of ``symbol_id``."""
         with self._lock:
             if subscribed:
                 self._subscriptions.add(symbol_id)
             else:
                 self._subscriptions.discard(symbol_id)
 
-    def _add_events(self, messages: Iterable[Message]) -> None:
+    def note_events(self, messages: Iterable[Message]) -> None:
+        """Simulator internal: keep the trading events among ``messages`` sent on this connection."""
         if not self.recording:
             return
         keep = [m for m in messages if isinstance(m, (ProtoOAExecutionEvent, ProtoOATraderUpdatedEvent))]
         if keep:
             with self._lock:
                 self._events.extend(keep)
-
-    def _clear_session(self) -> None:
-        with self._lock:
-            self._authorized.clear()
-            self._subscriptions.clear()
 
     # -- queries ---------------------------------------------------------------------------
 

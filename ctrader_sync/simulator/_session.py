@@ -69,7 +69,7 @@ class Session:
                     drop_spot(self, aid, symbol_id)
             for key in [k for k in ex.depth(self) if k[0] == account_id]:
                 ex.depth(self).discard(key)
-        self.record._set_account(account_id, False)
+        self.record.note_account(account_id, False)
 
     def on_closed(self) -> None:
         """The connection closed: its session is gone (the record keeps its last state)."""
@@ -101,7 +101,7 @@ class Session:
         for event in events:
             self.conn.respond(event, None if isinstance(event, M.ProtoOATraderUpdatedEvent) else cid)
         self.world.exchange.broadcast(account_id, events, self)
-        self.record._add_events(events)
+        self.record.note_events(events)
 
     # -- Sink --------------------------------------------------------------------------------
 
@@ -116,7 +116,7 @@ class Session:
 
     def _pushed(self, items: list[Any], messages: list[Message]) -> None:
         self.conn.write_items(items)
-        self.record._add_events(messages)
+        self.record.note_events(messages)
 
     def start_flood(self) -> bool:
         """Benchmark mode: start a spot-event flood; False when not in benchmark mode."""
