@@ -92,3 +92,18 @@ def test_refresh_pnl_feeds_position_pnl(account: Account) -> None:
         assert refresher.wait(2, timeout=10)
         assert account.positions[fill.position_id].pnl is not None
     assert not any(t.name.startswith("ctrader_sync-pnl") and t.is_alive() for t in threading.enumerate())
+
+
+def test_depth_book_follows_the_simulated_market(sim: Simulator, account: Account) -> None:
+    sim.pause_market()
+    with account.depth("EURUSD") as book:
+        book.wait(timeout=10)  # the first event holds the whole book
+        bid, ask = sim.price("EURUSD")
+        assert book.best_bid == bid and book.best_ask == ask
+        assert book.bids == sorted(book.bids, reverse=True) and book.asks == sorted(book.asks)
+        assert all(isinstance(p, float) and size > 0 for p, size in book.bids + book.asks)
+        seen = book.updates
+        sim.set_price("EURUSD", round(bid + 0.0010, 5), round(ask + 0.0010, 5))
+        book.wait(timeout=10, updates=seen + 1)  # new and deleted quotes
+        assert (book.best_bid, book.best_ask) == (round(bid + 0.0010, 5), round(ask + 0.0010, 5))
+        assert book.best_bid < book.best_ask
