@@ -63,13 +63,22 @@ def test_quotes_keep_coming_after_a_reconnect(sim: Simulator, account: Account) 
 
 
 def test_unrealized_pnl_and_equity_against_hand_computed_values(sim: Simulator, account: Account) -> None:
-    fill = account.market_order("EURUSD", "buy", lots=0.1)
+    sim.pause_market()
+    sim.set_price("EURUSD", 1.10000, 1.10010)
+    balance = account.balance
+    long = account.market_order("EURUSD", "buy", lots=0.1)
+    short = account.market_order("EURUSD", "sell", lots=0.2)
+    assert (long.price, short.price) == (1.10010, 1.10000)
+    sim.set_price("EURUSD", 1.10250, 1.10260)
     pnl = account.unrealized_pnl()
-    assert set(pnl) == {fill.position_id}
-    value = pnl[fill.position_id]
-    assert isinstance(value.gross, Decimal) and value.net <= value.gross
-    assert account.positions[fill.position_id].pnl == value, "Position.pnl shows the latest"
-    assert account.equity() == account.balance + sum(p.net for p in account.unrealized_pnl().values())
+    # by hand, in USD: a long closes at the bid, a short at the ask; net also pays the opening
+    # commission (3.00 a lot)
+    assert pnl[long.position_id].gross == Decimal("24.00")        # (1.10250 - 1.10010) * 10,000
+    assert pnl[long.position_id].net == Decimal("23.70")
+    assert pnl[short.position_id].gross == Decimal("-52.00")      # (1.10000 - 1.10260) * 20,000
+    assert pnl[short.position_id].net == Decimal("-52.60")
+    assert account.positions[long.position_id].pnl == pnl[long.position_id], "Position.pnl shows the latest"
+    assert account.equity() == balance + Decimal("23.70") - Decimal("52.60")
 
 
 def test_closed_positions_from_deals(account: Account) -> None:
