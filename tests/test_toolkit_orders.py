@@ -319,3 +319,26 @@ def test_close_position_request_is_sent_once(sim: Simulator, account: Account) -
     account.close_position(fill.position_id)
     pt = Protobuf.payload_type(ProtoOAClosePositionReq)
     assert sum(1 for r in sim.connections[-1].requests() if r.payload_type == pt) == 1
+
+
+def test_callbacks_read_the_mirror_but_cannot_trade(account: Account) -> None:
+    seen: list[Any] = []
+    done = threading.Event()
+
+    def callback(change: Any) -> None:
+        if change.kind != "position_opened":
+            return
+        seen.append(sorted(account.positions))  # reads what the mirror has, without waiting
+        try:
+            account.market_order("EURUSD", "buy", lots=0.1)
+        except InvalidRequestError as exc:
+            seen.append(exc)
+        done.set()
+
+    handle = account.on_change(callback)
+    fill = account.market_order("EURUSD", "sell", lots=0.1)
+    assert done.wait(10)
+    handle.remove()
+    assert seen[0] == [fill.position_id]
+    assert isinstance(seen[1], InvalidRequestError) and "callback" in str(seen[1])
+    assert list(account.positions) == [fill.position_id], "the refused order was not sent"

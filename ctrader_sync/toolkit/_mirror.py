@@ -38,6 +38,7 @@ from ..messages.OpenApiMessages_pb2 import (
 )
 from ._changes import Change, ChangeHandle, ChangeStream
 from ._trade_types import InfoLike, Order, PnL, Position, money
+from ._watch import refuse_client_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._client import EventHandle
@@ -162,6 +163,13 @@ class Mirror:
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         client = self._client
+        threads = getattr(client, "threads", None)
+        if threads is not None and threading.current_thread() in threads():
+            # A callback (e.g. on_change) cannot wait for the events its own thread delivers:
+            # it reads what the mirror has, once it has had a first snapshot.
+            if self.rebuilds:
+                return
+            refuse_client_thread(client, "the first read of the account mirror")
         while True:
             with self._cond:
                 if self._ready_locked():

@@ -31,7 +31,7 @@ from ..errors import (
 from ..messages.OpenApiMessages_pb2 import ProtoOAExecutionEvent
 from ._outcome import Lookup, OutcomeUnknown, Snapshot
 from ._trade_types import Fill, Order, fill_from_events
-from ._watch import ExecutionWatch, LostConnection
+from ._watch import ExecutionWatch, LostConnection, refuse_client_thread
 
 __all__ = ["ANSWER_SHARE", "Desk", "new_client_order_id"]
 
@@ -159,6 +159,7 @@ class Desk:
              coid: str, known: dict[str, int]) -> Any:
         """Watch, send, wait; on a lost answer look the outcome up (never re-send)."""
         client = self.client
+        refuse_client_thread(client, "a trading call")
         start = time.monotonic()
         deadline = start + timeout
         answer_deadline = start + timeout * ANSWER_SHARE

@@ -13,12 +13,25 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..errors import InvalidRequestError
 from ..messages.OpenApiMessages_pb2 import ProtoOAExecutionEvent
 
-__all__ = ["ExecutionWatch", "LostConnection"]
+__all__ = ["ExecutionWatch", "LostConnection", "refuse_client_thread"]
 
 T = TypeVar("T")
 _RECHECK = 0.25  # how often a waiter looks at the connection while no event comes
+
+
+def refuse_client_thread(client: Any, what: str) -> None:
+    """Raise ``InvalidRequestError`` when called on one of the client's own threads (a callback).
+
+    Those calls wait for events that the calling thread itself would deliver: they could only
+    time out.  Run them on your own thread instead.
+    """
+    threads = getattr(client, "threads", None)
+    if threads is not None and threading.current_thread() in threads():
+        raise InvalidRequestError(f"{what} waits for events the client's callback thread delivers: do not call "
+                                  "it from a callback (client.on, on_change...); use your own thread")
 
 
 class LostConnection(Exception):
