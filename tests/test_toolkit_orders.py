@@ -253,6 +253,46 @@ def test_lost_answer_for_an_order_the_server_executed(sim: Simulator) -> None:
         assert isinstance(found, Fill) and found.order_id == fill.order_id
 
 
+def lose_answer_after_execution(sim: Simulator, index: int, observer: Client, call: Callable[[], Any],
+                                kind: int) -> Any:
+    """Run ``call`` while the answers on simulator connection ``index`` are held back; once the
+    observer (same account, another connection) sees the server's ``kind`` execution, kill that
+    connection; return the call's result."""
+    with observer.events(ProtoOAExecutionEvent, timeout=10) as executions, ThreadPoolExecutor(1) as pool:
+        sim.inject("delay", delay=30.0, connection=index)
+        future = pool.submit(call)
+        next(e for e in executions if e.executionType == kind)
+        sim.inject("close", connection=index)
+        return future.result(30)
+
+
+def test_lost_answers_for_a_limit_order_and_a_close_the_server_executed(sim: Simulator) -> None:
+    with connected(sim) as client, connected(sim) as observer:
+        account = login(client, sim)
+        fill = account.market_order("EURUSD", "buy", lots=0.3)
+        assert account.positions  # the mirror is ready: closing needs no other request first
+        login(observer, sim)
+        closed = lose_answer_after_execution(sim, 1, observer,
+                                             lambda: account.close_position(fill.position_id, lots=0.1), 3)
+        assert closed.recovered and closed.lots == 0.1 and closed.position_id == fill.position_id
+        assert account.positions[fill.position_id].lots == pytest.approx(0.2)
+        assert sim.wait_for_connections(3)  # the client is back, on the third
+        order = lose_answer_after_execution(sim, 3, observer,
+                                            lambda: account.limit_order("EURUSD", "sell", 5.0, lots=0.1), 2)
+        assert isinstance(order, Order) and order.status == "accepted" and order.price == 5.0
+        assert list(account.orders) == [order.order_id]
+        assert client.connection_count == 3 and sent_orders(sim) == 2, "nothing re-sent"
+
+
+def test_lost_answer_for_a_close_the_server_never_received(sim: Simulator, account: Account) -> None:
+    fill = account.market_order("EURUSD", "buy", lots=0.1)
+    account.positions  # the mirror is ready: the next message is the close
+    sim.inject("close", after=1)
+    with pytest.raises(OrderNotPlacedError, match=str(fill.position_id)):
+        account.close_position(fill.position_id)
+    assert list(account.positions) == [fill.position_id], "still open, and the close was not re-sent"
+
+
 def test_lost_answer_by_timeout_for_a_dropped_order(sim: Simulator, account: Account) -> None:
     sim.inject("drop", payload_type=NEW_ORDER)  # never handled, never answered
     with pytest.raises(OrderNotPlacedError):

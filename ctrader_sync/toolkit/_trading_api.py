@@ -114,6 +114,8 @@ class TradingMixin:
             OrderOutcomeUnknownError: the answer was lost and the truth could not be learned within
                 ``timeout``; ask later with :meth:`find_order` ``(error.client_order_id)``.
             UnknownSymbolError, InvalidRequestError, ValueError: bad arguments (nothing was sent).
+            ConnectionLostError, RequestTimeoutError: only from the requests made *before* the
+                order (loading the symbol catalogue): the order itself was not sent.
         """
         info = self.symbols.resolve(symbol)
         request = ProtoOANewOrderReq(ctidTraderAccountId=self.id, symbolId=info.id, orderType=cast(Any, _MARKET),
