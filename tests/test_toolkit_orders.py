@@ -286,7 +286,7 @@ def test_lost_answers_for_a_limit_order_and_a_close_the_server_executed(sim: Sim
 
 def test_lost_answer_for_a_close_the_server_never_received(sim: Simulator, account: Account) -> None:
     fill = account.market_order("EURUSD", "buy", lots=0.1)
-    account.positions  # the mirror is ready: the next message is the close
+    assert list(account.positions) == [fill.position_id]  # the mirror is ready: the next message is the close
     sim.inject("close", after=1)
     with pytest.raises(OrderNotPlacedError, match=str(fill.position_id)):
         account.close_position(fill.position_id)
