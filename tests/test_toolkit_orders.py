@@ -296,7 +296,7 @@ def test_lost_answer_for_a_close_the_server_never_received(sim: Simulator, accou
 def test_lost_answer_by_timeout_for_a_dropped_order(sim: Simulator, account: Account) -> None:
     sim.inject("drop", payload_type=NEW_ORDER)  # never handled, never answered
     with pytest.raises(OrderNotPlacedError):
-        account.market_order("EURUSD", "buy", lots=0.1, timeout=1.5)
+        account.market_order("EURUSD", "buy", lots=0.1, timeout=6)  # 4 s for the answer, 2 s to learn
     assert account.client.connection_count == 1, "learned on the same connection"
 
 

@@ -185,6 +185,8 @@ class Desk:
                     lost = ConnectionLostError("the connection was lost before the order was settled")
                 if outcome is not None:
                     return outcome
+                if lost is None:
+                    lost = RequestTimeoutError("accepted, but not settled within the time left for the answer")
             else:
                 outcome = decide(watch.events())  # events read before the loss may settle it
                 if outcome is not None:
