@@ -7,6 +7,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -382,3 +383,18 @@ def test_callbacks_read_the_mirror_but_cannot_trade(account: Account) -> None:
     assert seen[0] == [fill.position_id]
     assert isinstance(seen[1], InvalidRequestError) and "callback" in str(seen[1])
     assert list(account.positions) == [fill.position_id], "the refused order was not sent"
+
+
+def test_stop_order_with_expiry_fills_when_the_price_rises_to_it(sim: Simulator, account: Account) -> None:
+    sim.pause_market()
+    bid, ask = sim.price("EURUSD")
+    expiry = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    order = account.stop_order("EURUSD", "buy", round(ask + 0.0015, 5), volume=5000, stop_loss_pips=10,
+                               expiry=expiry)
+    assert (order.type, order.price, order.volume, order.expiry) == ("stop", round(ask + 0.0015, 5), 5000.0, expiry)
+    assert order.stop_loss == round(order.price - 0.0010, 5)
+    with account.changes(timeout=10) as changes:
+        sim.set_price("EURUSD", round(bid + 0.0020, 5), round(ask + 0.0020, 5))
+        opened = next(c for c in changes if c.kind == "position_opened")
+    assert opened.position.volume == 5000.0 and opened.position.side == "buy"
+    assert account.orders == {}
