@@ -135,3 +135,35 @@ def test_readme_simulator_example_runs(capsys: pytest.CaptureFixture[str]) -> No
     code = code[:code.index("\n\n\n")] if "\n\n\n" in code else code
     exec(compile(code, "README.rst", "exec"), {})
     assert capsys.readouterr().out.split() == ["101000", "11004.0"]
+
+
+def test_reference_profile_leverage_and_margin_calls(make: Harness) -> None:
+    sim, wire = make(spot_interval=0)
+    a, b = wire.login(accounts=2)
+    other = make.wire(sim)
+    other.login(accounts=1)
+    classes = _ok(wire, M.ProtoOAAssetClassListReq(ctidTraderAccountId=a), 2154).assetClass
+    categories = _ok(wire, M.ProtoOASymbolCategoryListReq(ctidTraderAccountId=a), 2161).symbolCategory
+    symbols = _ok(wire, M.ProtoOASymbolsListReq(ctidTraderAccountId=a), 2115).symbol
+    assert {c.assetClassId for c in categories} <= {c.id for c in classes}
+    assert {s.symbolCategoryId for s in symbols} <= {c.id for c in categories}
+    details = _ok(wire, M.ProtoOASymbolByIdReq(ctidTraderAccountId=a, symbolId=[1]), 2117).symbol[0]
+    leverage = _ok(wire, M.ProtoOAGetDynamicLeverageByIDReq(ctidTraderAccountId=a, leverageId=details.leverageId),
+                   2178).leverage
+    assert leverage.leverageId == details.leverageId and len(leverage.tiers) >= 1
+    profile = _ok(wire, M.ProtoOAGetCtidProfileByTokenReq(accessToken=sim.access_token), 2152).profile
+    assert profile.userId > 0
+    calls = _ok(wire, M.ProtoOAMarginCallListReq(ctidTraderAccountId=a), 2168).marginCall
+    assert [c.marginCallType for c in calls] == [61, 62, 63]
+    update = M.ProtoOAMarginCallUpdateReq(ctidTraderAccountId=a)
+    update.marginCall.marginCallType = 62
+    update.marginCall.marginLevelThreshold = 80.0
+    _ok(wire, update, 2170)
+    event = other.next(lambda f: f.payloadType == 2171)
+    assert event.clientMsgId is None and event.message.marginCall.marginLevelThreshold == 80.0
+    calls = _ok(wire, M.ProtoOAMarginCallListReq(ctidTraderAccountId=a), 2168).marginCall
+    assert [c.marginLevelThreshold for c in calls] == [100.0, 80.0, 50.0]
+    assert _ok(wire, M.ProtoOAMarginCallListReq(ctidTraderAccountId=b), 2168).marginCall[1].marginLevelThreshold \
+        == 70.0, "margin calls are per account"
+    logout = _ok(wire, M.ProtoOAAccountLogoutReq(ctidTraderAccountId=b), 2163)
+    assert logout.ctidTraderAccountId == b and sim.connections[0].authorized_accounts == {a}

@@ -302,3 +302,39 @@ def test_expected_margin_and_trader(make: Harness) -> None:
                                                                                                  10_000)
     _, buy = order(wire, a, "buy")
     assert buy.position.usedMargin == 108_500
+
+
+def test_trailing_stop_loss_follows_the_price_then_triggers(make: Harness) -> None:
+    sim, wire, a = still(make)
+    sim.set_price("EURUSD", 1.10000, 1.10010)
+    _, buy = order(wire, a, "buy", relativeStopLoss=200, trailingStopLoss=True)
+    assert buy.position.stopLoss == 1.0981 and buy.position.trailingStopLoss
+    sim.set_price("EURUSD", 1.10100, 1.10110)  # the bid rose 100 points above the fill: SL follows
+    moved = wire.next(lambda f: f.payloadType == 2107).message
+    assert moved.positionId == buy.position.positionId and moved.stopPrice == 1.0991
+    sim.set_price("EURUSD", 1.10050, 1.10060)  # a fall does not move it back
+    sim.set_price("EURUSD", 1.09900, 1.09910)  # the bid reaches it
+    closed = pushed(wire, FILLED)
+    assert closed.position.positionStatus == 2 and closed.deal.executionPrice == 1.099
+    assert [f.message.stopPrice for f in wire.stash if f.payloadType == 2107] == []
+
+
+def test_deposits_and_withdrawals_are_the_cash_flow(make: Harness) -> None:
+    sim, wire, a = still(make)
+    sim.set_price("EURUSD", 1.10000, 1.10010)
+    _, buy = order(wire, a, "buy")
+    wire.call(M.ProtoOAClosePositionReq(ctidTraderAccountId=a, positionId=buy.position.positionId, volume=LOT))
+    sim.deposit(a, 250.5, "top-up")
+    sim.deposit(a, -100)
+    moves = [e for e in sim.connections[0].executions(a) if e.executionType == 10]  # DEPOSIT_WITHDRAW
+    assert [m.depositWithdraw.delta for m in moves] == [25_050, -10_000]
+    now = int(TUESDAY * 1000)
+    flow = wire.call(M.ProtoOACashFlowHistoryListReq(ctidTraderAccountId=a, fromTimestamp=now - 6 * 86_400_000,
+                                                     toTimestamp=now)).message.depositWithdraw
+    assert [(f.operationType, f.delta) for f in flow] == [(0, 1_000_000), (0, 25_050), (1, -10_000)], \
+        "the initial deposit, the deposit and the withdrawal; trading results are deals, not cash flow"
+    expected = 1_000_000 - 10 * 100 - 600 + 25_050 - 10_000  # the round trip lost the 1-pip spread and commission
+    assert flow[-1].balance == expected and sim.balance(a) == expected / 100
+    assert sim.connections[0].balance_changes(a)[-2:] == [expected + 10_000, expected]
+    with pytest.raises(ValueError):
+        sim.deposit(a, -1e9)

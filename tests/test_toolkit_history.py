@@ -172,8 +172,12 @@ def test_deals_orders_and_cash_flow_over_weeks_and_pages() -> None:
     start = datetime(2024, 5, 1, tzinfo=UTC)
     clock = Clock(start)
     hours = [i * 30.5 for i in range(16)]  # 16 round trips over 20 days
-    with open_session(list_chunk=5, clock=clock) as (_, account, spy):
+    with open_session(list_chunk=5, clock=clock) as (sim, account, spy):
         _trade(account, clock, start, hours)
+        deposits = [start + timedelta(hours=h + 7) for h in hours]
+        for i, when in enumerate(deposits):
+            clock.now = when.timestamp()
+            sim.deposit(account.id, 100.0 + i)
         clock.now = (start + timedelta(days=30)).timestamp()
         end = start + timedelta(days=21)
         deals = account.deals(start, end, progress=False)
@@ -184,7 +188,8 @@ def test_deals_orders_and_cash_flow_over_weeks_and_pages() -> None:
     assert [d.executionTimestamp for d in deals] == sorted(opened + [t + 60_000 for t in opened])
     assert len(orders) == 32 and len({o.orderId for o in orders}) == 32
     assert [o.tradeData.openTimestamp for o in orders] == sorted(opened + [t + 60_000 for t in opened])
-    assert [c.changeBalanceTimestamp for c in cash] == [t + 60_000 for t in opened]  # one per closed position
+    assert [c.changeBalanceTimestamp for c in cash] == [int(d.timestamp() * 1000) for d in deposits]
+    assert [c.delta for c in cash] == [10_000 + 100 * i for i in range(16)]  # cents of USD
     for kind, records in ((M.ProtoOADealListReq, deals), (M.ProtoOAOrderListReq, orders),
                           (M.ProtoOACashFlowHistoryListReq, cash)):
         asked = _windows(spy.of(kind))

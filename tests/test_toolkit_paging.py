@@ -3,7 +3,9 @@ pieces, answers that hold the oldest or the newest rows, weekend gaps, refused w
 
 from __future__ import annotations
 
+import itertools
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
@@ -15,11 +17,18 @@ import pytest
 from ctrader_sync import ServerError
 from ctrader_sync.messages import OpenApiMessages_pb2 as M
 from ctrader_sync.messages.OpenApiModelMessages_pb2 import ProtoOADeal, ProtoOATrendbar
-from ctrader_sync.toolkit import Account, BadBarError, BadBarWarning, SymbolInfo
+from ctrader_sync.simulator._recording import max_in_window
+from ctrader_sync.toolkit import Account, BadBarError, BadBarWarning, SymbolInfo, _paging
 from ctrader_sync.toolkit._history import TRENDBAR_WINDOW_MS, WEEK_MS, period_value, to_ms
 
 UTC = timezone.utc
 HOUR = 3_600_000
+
+
+@pytest.fixture(autouse=True)
+def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scripted servers answer at once and have no budget: no pacing between requests."""
+    monkeypatch.setattr(_paging, "HISTORICAL_PER_SECOND", 0)
 
 
 class FakeClient:
@@ -221,3 +230,21 @@ def test_deals_paging_whichever_end_an_answer_holds(newest_first: bool) -> None:
     asked = _windows(client)
     assert len(asked) == len(set(asked)) and all(hi - lo <= WEEK_MS for lo, hi in asked)
     assert deals.requests == len(asked)
+
+
+def test_requests_are_handed_over_evenly_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_paging, "HISTORICAL_PER_SECOND", 5)
+    sent: list[float] = []
+    serve = bar_server([20])
+
+    def timed(msg: Any) -> Any:
+        sent.append(time.monotonic())
+        return serve(msg)
+
+    client = FakeClient(timed)
+    bars = _account(client).trendbars("EURUSD", "H1", datetime(2023, 1, 2), datetime(2023, 1, 7), progress=False)
+    assert bars.requests == len(sent) >= 6
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) >= 0.2, gaps  # one every 1.05 / 5 s, never a burst
+    assert max_in_window(sent, 1.0) <= 5
+    assert bars.seconds < bars.requests / 5 * 1.1 + 0.5

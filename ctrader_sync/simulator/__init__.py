@@ -14,6 +14,21 @@ server events) on demand::
         sim.set_price("EURUSD", 1.08500, 1.08510)
 
 Run it on its own with ``python -m ctrader_sync.simulator``.  Its certificates are TEST-ONLY.
+
+Layout (lower units never import higher ones; no cycle):
+
+* ``_server`` (the public facade: options, accept loop, test control), ``_options`` (settings,
+  credentials, the shared ``World``);
+* transport: ``_transport`` (one I/O thread per connection: TLS, framing, timers, posted
+  commands), ``_framing``, ``_faults``, ``_limits``, ``_bench`` (the benchmark path),
+  ``_recording``;
+* protocol: ``_session`` (one connection's protocol state, dispatch), ``_preamble`` (what handlers
+  see, the authorization preamble written once), ``_handlers`` (the dispatch table) over
+  ``_h_session``, ``_h_reference``, ``_h_market``, ``_h_trading``, ``_h_history``;
+* the exchange: ``_exchange`` (quotes, market thread, subscriptions, fan-out), ``_trading``
+  (validation, resting orders, triggers, expiry), ``_fills`` (positions, deals, closing),
+  ``_money`` (conversion, P&L, commission, swap, margin), ``_accounts`` (state), ``_history``
+  (the seeded price tree), ``_market`` (reference data, FX hours).
 """
 
 from ._market import Asset, SymbolInfo

@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        heartbeat_interval=args.heartbeat_interval, idle_timeout=args.idle_timeout,
                        request_limit=args.request_limit, historical_limit=args.historical_limit,
                        benchmark=args.benchmark, flood_count=args.flood_count, record=not args.no_record,
-                       host=args.host, port=args.port, market_hours=args.market_hours,
-                       account_currency=args.account_currency) as sim:
+                       market_hours=args.market_hours, account_currency=args.account_currency,
+                       host=args.host, port=args.port) as sim:
             print(json.dumps({
                 "host": sim.host, "port": sim.port, "ca_file": sim.ca_file, "client_id": sim.client_id,
                 "client_secret": sim.client_secret, "access_token": sim.access_token,

@@ -59,6 +59,7 @@ class OrderState:
     comment: str = ""
     client_order_id: str = ""
     closing: bool = False
+    trailing: bool = False
 
     def to_proto(self) -> ProtoOAOrder:
         """Build the wire form."""
@@ -83,6 +84,8 @@ class OrderState:
             msg.executedVolume = self.volume
         if self.client_order_id:
             msg.clientOrderId = self.client_order_id
+        if self.trailing:
+            msg.trailingStopLoss = True
         return msg
 
 
@@ -106,6 +109,10 @@ class PositionState:
     used_margin: int = 0
     label: str = ""
     comment: str = ""
+    order_id: int = 0
+    """The order that opened the position."""
+    trail_distance: int | None = None
+    """A trailing stop loss keeps this distance (1/100000) behind the best price; None: no trailing."""
 
     def to_proto(self) -> ProtoOAPosition:
         """Build the wire form."""
@@ -122,6 +129,8 @@ class PositionState:
             msg.stopLoss = self.stop_loss
         if self.take_profit is not None:
             msg.takeProfit = self.take_profit
+        if self.trail_distance is not None:
+            msg.trailingStopLoss = True
         return msg
 
 
@@ -155,9 +164,14 @@ class Account:
         self.next_id += 1
         return value
 
+    def settle(self, delta: int) -> None:
+        """Apply a trading result (a closed position's net profit) to the balance."""
+        self.balance += delta
+        self.balance_version += 1
+
     def change_balance(self, delta: int, now_ms: int, kind: ProtoOAChangeBalanceType.ValueType,
                        note: str = "") -> ProtoOADepositWithdraw:
-        """Apply a balance change and record it in the cash flow history."""
+        """Deposit or withdraw: apply ``delta`` and record it in the cash flow history."""
         self.balance += delta
         self.balance_version += 1
         entry = ProtoOADepositWithdraw(

@@ -22,8 +22,15 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from ..messages import OpenApiMessages_pb2 as M
-from ..messages.OpenApiModelMessages_pb2 import POSITION_STATUS_OPEN, ProtoOADepthQuote, ProtoOATrendbar
-from ._accounts import Account
+from ..messages.OpenApiModelMessages_pb2 import (
+    BALANCE_DEPOSIT,
+    BALANCE_WITHDRAW,
+    DEPOSIT_WITHDRAW,
+    POSITION_STATUS_OPEN,
+    ProtoOADepthQuote,
+    ProtoOATrendbar,
+)
+from ._accounts import Account, trader_proto
 from ._fills import Fills
 from ._history import PricePath
 from ._market import PERIOD_MINUTES, SymbolInfo, fx_open
@@ -202,6 +209,24 @@ class Exchange:
             executions = self.trading.match(self.accounts.values(), symbol_id)
             executions += self.trading.expire(self.accounts.values(), self.now_ms())
             dones = self._publish([symbol_id], executions, timeout)
+        deadline = time.monotonic() + timeout
+        for done in dones:
+            done.wait(max(0.0, deadline - time.monotonic()))
+
+    def deposit(self, account_id: int, amount: float, note: str, timeout: float = 5.0) -> None:
+        """Deposit (or withdraw, when negative) ``amount``; push the events; wait until queued."""
+        account = self.accounts[account_id]
+        with self.lock:
+            delta = self.money.scale(amount, account.money_digits)
+            if delta == 0 or account.balance + delta < 0:
+                raise ValueError(f"cannot change a balance of {account.balance} by {delta}")
+            entry = account.change_balance(delta, self.now_ms(), BALANCE_DEPOSIT if delta > 0 else BALANCE_WITHDRAW,
+                                           note)
+            events: list[Message] = [
+                M.ProtoOAExecutionEvent(ctidTraderAccountId=account_id, executionType=DEPOSIT_WITHDRAW,
+                                        depositWithdraw=entry, isServerEvent=True),
+                M.ProtoOATraderUpdatedEvent(ctidTraderAccountId=account_id, trader=trader_proto(account))]
+            dones = self._publish([], [(account_id, events)], timeout)
         deadline = time.monotonic() + timeout
         for done in dones:
             done.wait(max(0.0, deadline - time.monotonic()))

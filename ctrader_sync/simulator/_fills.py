@@ -12,7 +12,6 @@ from google.protobuf.message import Message
 
 from ..messages import OpenApiMessages_pb2 as M
 from ..messages.OpenApiModelMessages_pb2 import (
-    BALANCE_DEPOSIT,
     BUY,
     MARKET,
     ORDER_ACCEPTED,
@@ -91,6 +90,10 @@ class Fills:
             position.stop_loss = _rounded(symbol, price - direction * order.relative_stop_loss)
         if order.relative_take_profit:
             position.take_profit = _rounded(symbol, price + direction * order.relative_take_profit)
+        position.order_id = order.order_id
+        if order.trailing and position.stop_loss is not None:  # kept from the price the stop watches
+            bid, ask = self.quote(symbol.symbol_id)
+            position.trail_distance = abs((bid if order.side == BUY else ask) - to_points(position.stop_loss))
         account.positions[position.position_id] = position
         account.orders.pop(order.order_id, None)
         order.status = ORDER_STATUS_FILLED
@@ -126,7 +129,7 @@ class Fills:
         close_commission = self.money.commission(symbol, volume, digits)
         swap = round(self.money.swap(symbol, position.side, position.volume, position.open_ms, now, digits) * share)
         net = gross + swap + open_commission + close_commission
-        account.change_balance(net, now, BALANCE_DEPOSIT, f"position {position.position_id} closed")
+        account.settle(net)
         detail = ProtoOAClosePositionDetail(
             entryPrice=position.price, grossProfit=gross, swap=swap, commission=open_commission + close_commission,
             balance=account.balance, closedVolume=volume, balanceVersion=account.balance_version,
@@ -152,8 +155,20 @@ class Fills:
         return events
 
     def trigger_protection(self, account: Account, position: PositionState) -> list[Message]:
-        """Close ``position`` if its stop loss or take profit is reached; return the events."""
+        """Move a trailing stop loss, then close ``position`` if its stop loss or take profit is
+        reached; return the events."""
         bid, ask = self.quote(position.symbol_id)
+        events: list[Message] = []
+        if position.trail_distance is not None and position.stop_loss is not None:
+            sl = to_points(position.stop_loss)
+            moved = bid - position.trail_distance if position.side == BUY else ask + position.trail_distance
+            if (moved > sl) if position.side == BUY else (moved < sl):
+                position.stop_loss = to_price(moved)
+                position.updated_ms = self.now_ms()
+                events.append(M.ProtoOATrailingSLChangedEvent(
+                    ctidTraderAccountId=account.account_id, positionId=position.position_id,
+                    orderId=position.order_id, stopPrice=position.stop_loss,
+                    utcLastUpdateTimestamp=position.updated_ms))
         if position.side == BUY:
             price, hit_sl = bid, position.stop_loss is not None and bid <= to_points(position.stop_loss)
             hit_tp = position.take_profit is not None and bid >= to_points(position.take_profit)
@@ -162,8 +177,8 @@ class Fills:
             hit_tp = position.take_profit is not None and ask <= to_points(position.take_profit)
         del price
         if not (hit_sl or hit_tp):
-            return []
-        return self.close(account, position, position.volume, STOP_LOSS_TAKE_PROFIT, announce=False)
+            return events
+        return events + self.close(account, position, position.volume, STOP_LOSS_TAKE_PROFIT, announce=False)
 
 
 def _rounded(symbol: SymbolInfo, points: int) -> float:

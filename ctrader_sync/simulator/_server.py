@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .._codec import DEFAULT_MAX_FRAME_SIZE
+from ..messages.OpenApiModelMessages_pb2 import BALANCE_DEPOSIT
 from ._accounts import Account
 from ._bench import BenchAnswers
 from ._exchange import Exchange
@@ -122,9 +123,10 @@ class Simulator:
         self._accounts: dict[int, Account] = {}
         for i in range(accounts):
             account_id = 40_000_000 + i + 1
-            self._accounts[account_id] = Account(account_id=account_id, is_live=i == accounts - 1,
-                                                 trader_login=9_000_000 + i + 1,
-                                                 deposit_asset_id=assets[currencies[i]], registered_ms=registered)
+            account = Account(account_id=account_id, is_live=i == accounts - 1, trader_login=9_000_000 + i + 1,
+                              deposit_asset_id=assets[currencies[i]], registered_ms=registered, balance=0)
+            account.change_balance(1_000_000, registered, BALANCE_DEPOSIT, "initial deposit")  # 10,000.00
+            self._accounts[account_id] = account
         self.account_ids: list[int] = list(self._accounts)
         """The simulated ``ctidTraderAccountId`` values (the last one is a live account)."""
         self.symbols: tuple[SymbolInfo, ...] = SYMBOLS
@@ -222,6 +224,15 @@ class Simulator:
     def market_open(self) -> bool:
         """True when trading requests are accepted (``market_hours`` and ``clock`` decide)."""
         return self._exchange.market_open()
+
+    def deposit(self, account_id: int, amount: float, note: str = "") -> None:
+        """Deposit ``amount`` (negative: withdraw) in the account's currency, as a broker would.
+
+        The account's connections get ``ProtoOAExecutionEvent`` (DEPOSIT_WITHDRAW) and
+        ``ProtoOATraderUpdatedEvent``; the change appears in the cash flow history.  Returns once
+        every connection has queued them.
+        """
+        self._exchange.deposit(account_id, amount, note)
 
     def balance(self, account_id: int) -> float:
         """The balance of ``account_id`` in its currency."""

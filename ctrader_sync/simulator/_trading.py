@@ -26,6 +26,7 @@ from ..messages.OpenApiModelMessages_pb2 import (
     ORDER_STATUS_CANCELLED,
     ORDER_STATUS_EXPIRED,
     POSITION_STATUS_OPEN,
+    SELL,
     STOP,
     STOP_LIMIT,
 )
@@ -133,7 +134,7 @@ class Trading:
             if p.status != POSITION_STATUS_OPEN:
                 continue
             symbol = self.symbols[p.symbol_id]
-            exit_ = self.fills.market_price(p.symbol_id, -p.side + 3)  # the closing side
+            exit_ = self.fills.market_price(p.symbol_id, SELL if p.side == BUY else BUY)  # the closing side
             gross = self.fills.money.gross_profit(symbol, p.side, p.volume, p.price, exit_ / 100_000.0,
                                                   account.deposit_asset_id, account.money_digits)
             p.swap = self.fills.money.swap(symbol, p.side, p.volume, p.open_ms, now, account.money_digits)
@@ -163,6 +164,9 @@ class Trading:
                             ("expiration_ms", "expirationTimestamp"), ("slippage_points", "slippageInPoints")):
             if msg.HasField(field):  # type: ignore[arg-type]
                 setattr(order, name, getattr(msg, field))
+        order.trailing = msg.trailingStopLoss
+        if order.trailing and order.stop_loss is None and order.relative_stop_loss is None:
+            raise Refusal("TRADING_BAD_STOPS", "a trailing stop loss needs a stop loss")
         for rel in (order.relative_stop_loss, order.relative_take_profit):
             if rel is not None and rel <= 0:
                 raise Refusal("TRADING_BAD_STOPS", "relative stops must be positive")
@@ -242,7 +246,12 @@ class Trading:
         except Refusal as exc:
             exc.position_id = position.position_id
             raise
+        if msg.trailingStopLoss and stop_loss is None:
+            raise Refusal("TRADING_BAD_STOPS", "a trailing stop loss needs a stop loss",
+                          position_id=position.position_id)
         position.stop_loss, position.take_profit = stop_loss, take_profit
+        position.trail_distance = abs((bid if position.side == BUY else ask) - to_points(stop_loss)) \
+            if msg.trailingStopLoss and stop_loss is not None else None
         position.updated_ms = self.fills.now_ms()
         return [execution(account.account_id, ORDER_REPLACED, position=position)]
 

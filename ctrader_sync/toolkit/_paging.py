@@ -27,7 +27,13 @@ __all__ = ["IN_FLIGHT", "SPLIT_CODES", "Download", "Job", "Pager", "pieces", "wi
 log = logging.getLogger("ctrader_sync")
 
 IN_FLIGHT = 12
-"""Requests handed to the client at once (over two seconds of the 5/s historical budget)."""
+"""The most requests handed to the client and not yet answered."""
+
+HISTORICAL_PER_SECOND = 5
+"""The server's budget of historical requests per second and connection."""
+
+PACE_MARGIN = 0.05
+"""Extra share of a second per budget, as the client's own limiter keeps (5 requests per 1.05 s)."""
 
 SPLIT_CODES = frozenset({"INCORRECT_BOUNDARIES", "INVALID_REQUEST"})
 """Error codes on which a window is split in two and asked again (a server with tighter limits)."""
@@ -69,16 +75,27 @@ class Download:
         pager: the kind of history.
         reporter: progress, called with (requests done, requests expected) after each answer.
         timeout: each request's response timeout (the client's default when ``None``).
-        in_flight: requests handed to the client at once.
+        in_flight: the most requests handed to the client and not yet answered.
+        per_second: requests handed to the client per second at most, evenly spaced (default
+            :data:`HISTORICAL_PER_SECOND`; 0: as fast as ``in_flight`` allows, leaving the pacing
+            to the client).
+
+    Requests are handed to the client evenly spaced at the historical budget (one every 0.21 s)
+    rather than five at once and then a pause: the server sees the same rate, never a burst, so
+    its own clock cannot see six in a second when it is slow to read a burst; the download still
+    takes about ``requests / 5`` seconds.
     """
 
     def __init__(self, client: ClientLike, pager: Pager, reporter: Reporter, *,
-                 timeout: float | None = None, in_flight: int = IN_FLIGHT) -> None:
+                 timeout: float | None = None, in_flight: int = IN_FLIGHT,
+                 per_second: float | None = None) -> None:
         self.client = client
         self.pager = pager
         self.reporter = reporter
         self.timeout = timeout
         self.in_flight = max(1, in_flight)
+        rate = HISTORICAL_PER_SECOND if per_second is None else per_second
+        self.interval = (1.0 + PACE_MARGIN) / rate if rate else 0.0
         self.requests = 0
         """Requests answered so far."""
         self.asked: set[tuple[int, int, str]] = set()
@@ -98,13 +115,22 @@ class Download:
         report = self.reporter
         try:
             report.update(0, self._expected(queue, running))
+            next_at = 0.0
             while queue or running:
-                while queue and len(running) < self.in_flight:
+                now = time.monotonic()
+                while queue and len(running) < self.in_flight and now >= next_at:
                     job = queue.popleft()
                     if not self._is_new(job):
                         continue
                     running[self.client.send(self.pager.request(job), timeout=self.timeout)] = job
-                done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    next_at = now + self.interval
+                pause = max(0.0, next_at - time.monotonic()) if queue and len(running) < self.in_flight else 0.5
+                if not running:
+                    if queue:
+                        time.sleep(pause)
+                    continue
+                done, _ = wait(list(running), timeout=min(pause, 0.5) if queue else 0.5,
+                               return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f].hi, reverse=True):
                     job = running.pop(future)
                     queue.extendleft(reversed(self._answer(job, future)))
