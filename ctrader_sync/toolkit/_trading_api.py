@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from ..errors import OrderError, OrderOutcomeUnknownError
-from ..messages.OpenApiMessages_pb2 import ProtoOADealListReq, ProtoOANewOrderReq, ProtoOAReconcileReq
+from ..messages.OpenApiMessages_pb2 import ProtoOANewOrderReq, ProtoOAReconcileReq
 from . import _existing
 from ._changes import Change, ChangeHandle, ChangeStream
 from ._depth import DepthBook
@@ -35,7 +35,6 @@ KEEP: Any = type("Keep", (), {"__repr__": lambda self: "KEEP", "__doc__": "Keep 
 _MARKET, _LIMIT, _STOP = 1, 2, 3
 _GTD = 1
 _DAY_MS = 86_400_000
-_WEEK_MS = 7 * _DAY_MS
 
 
 class _Trading:
@@ -55,6 +54,7 @@ class TradingMixin:
     symbols: Any
     timeout: float | None
     _lock: Any
+    deals: Any  # Account.deals (the history half)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -337,12 +337,11 @@ class TradingMixin:
         mirror = self._trading().mirror
         return PnLRefresher(self.client, self.id, every, mirror.set_pnl, self._trade_timeout())
 
-    def closed_positions(self, start: datetime | int, end: datetime | int | None = None,
-                         timeout: float | None = None) -> list[ClosedPosition]:
-        """Realized P&L of positions closed between ``start`` and ``end`` (default now), from
-        deals: gross and net profit, swap and commission (``Decimal``, account currency)."""
-        deals = _deals(self.client, self.id, _ms(start), _ms(end) if end is not None else int(time.time() * 1000),
-                       timeout or self._trade_timeout())
+    def closed_positions(self, start: Any, end: Any = None, timeout: float | None = None) -> list[ClosedPosition]:
+        """Realized P&L of positions closed between ``start`` and ``end`` (default now; times as
+        :meth:`deals` takes them), from their closing deals: gross and net profit, swap and
+        commission (``Decimal``, account currency), partial closes added up."""
+        deals = self.deals(start, end, timeout=timeout)  # the history half: windows, paging, pacing
         return closed_positions(deals, self._symbol_by_id)
 
     # -- market data ------------------------------------------------------------------------
@@ -383,30 +382,3 @@ def _ms(when: datetime | int) -> int:
     if isinstance(when, timedelta):
         raise TypeError("give a datetime or epoch milliseconds, not a timedelta")
     return int(when)
-
-
-def _deals(client: Any, account_id: int, from_ms: int, to_ms: int, timeout: float) -> list[Any]:
-    """Deals in [from_ms, to_ms] in windows of at most a week, following ``hasMore``."""
-    out: dict[int, Any] = {}
-    start = from_ms
-    while start <= to_ms:
-        end = min(to_ms, start + _WEEK_MS)
-        hi = end
-        for _ in range(1000):
-            res = client.request(ProtoOADealListReq(ctidTraderAccountId=account_id, fromTimestamp=start,
-                                                    toTimestamp=hi), timeout)
-            for deal in res.deal:
-                out[int(deal.dealId)] = deal
-            if not res.hasMore or not res.deal:
-                break
-            oldest = min(int(d.executionTimestamp) for d in res.deal)
-            newest = max(int(d.executionTimestamp) for d in res.deal)
-            if oldest > start and newest >= hi:  # newest first: ask for what is older
-                hi = oldest - 1
-            elif newest < hi:  # oldest first: ask for what is newer
-                start = newest + 1
-            else:
-                break
-        start = end + 1
-    return sorted(out.values(), key=lambda d: int(d.executionTimestamp))
-
