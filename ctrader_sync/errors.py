@@ -7,11 +7,11 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     │   └── ConnectTimeoutError      wait_connected() timed out (also a TimeoutError)
     ├── ConnectionLostError          the connection dropped while a request was written
     ├── ClientClosedError            the client was closed (or never started and closed)
+    ├── UnknownSymbolError           no symbol has that name or id on this account (KeyError)
     ├── RequestTimeoutError          no answer in time (also a built-in TimeoutError)
     ├── QueueFullError               the send queue is at its limit
     ├── InvalidRequestError          the message cannot be sent as given (also a ValueError)
     ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, ValueError)
-    ├── UnknownSymbolError           no symbol has that name or id on this account (KeyError)
     ├── ProtocolError                the byte stream from the peer breaks the framing rules
     │   ├── FrameTooLargeError       a length prefix over the configured maximum
     │   ├── TruncatedStreamError     the stream ended inside a frame

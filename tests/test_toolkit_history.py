@@ -3,6 +3,7 @@ wire, ticks of both sides, deal/order paging, numbers pandas can plot, CSV, prog
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import itertools
 import math
@@ -197,6 +198,13 @@ def test_deals_orders_and_cash_flow_over_weeks_and_pages() -> None:
         assert all(hi - lo <= WEEK_MS for lo, hi in asked)
     assert deals.requests > 32 / 5 and orders.requests > 32 / 5  # five an answer: pages in every week
     assert cash.requests == 3  # three weeks, no paging
+    if importlib.util.find_spec("pandas") is not None:
+        frame = deals.to_pandas()
+        assert list(frame["dealId"]) == [d.dealId for d in deals]
+        assert str(frame["executionTimestamp"].dt.tz) == "UTC"
+        assert frame["executionTimestamp"].iloc[0].value // 1_000_000 == deals[0].executionTimestamp
+        assert set(frame["tradeSide"]) == {"BUY", "SELL"} and "closePositionDetail.grossProfit" in frame.columns
+        assert list(orders.to_pandas()["tradeData.symbolId"].unique()) == [account.symbols["EURUSD"].id]
 
 
 def test_order_history(session: tuple[Account, Spy]) -> None:

@@ -3,8 +3,10 @@ pieces, answers that hold the oldest or the newest rows, weekend gaps, refused w
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -248,3 +250,25 @@ def test_requests_are_handed_over_evenly_within_the_budget(monkeypatch: pytest.M
     assert min(gaps) >= 0.2, gaps  # one every 1.05 / 5 s, never a burst
     assert max_in_window(sent, 1.0) <= 5
     assert bars.seconds < bars.requests / 5 * 1.1 + 0.5
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_default_progress_shows_a_bar_only_on_a_terminal_after_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    start, end = datetime(2023, 1, 2), datetime(2023, 1, 7)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(sys.modules["ctrader_sync.toolkit._progress"], "AUTO_AFTER", 3600.0)
+    bars = _account(FakeClient(bar_server([20]))).trendbars("EURUSD", "H1", start, end)
+    assert terminal.getvalue() == ""  # quick: no bar
+    monkeypatch.setattr(sys.modules["ctrader_sync.toolkit._progress"], "AUTO_AFTER", 0.0)
+    _account(FakeClient(bar_server([20]))).trendbars("EURUSD", "H1", start, end)
+    shown = terminal.getvalue()
+    assert f"EURUSD H1 [{'#' * 30}] {bars.requests}/{bars.requests} requests" in shown and shown.endswith("\n")
+    plain = io.StringIO()  # not a terminal: never a bar
+    monkeypatch.setattr(sys, "stderr", plain)
+    _account(FakeClient(bar_server([20]))).trendbars("EURUSD", "H1", start, end)
+    assert plain.getvalue() == ""

@@ -156,3 +156,20 @@ def test_catalog_follows_symbol_changed_events(account: Account, sim: Simulator)
     wait_until(lambda: catalog["EURUSD"] is not before, what="a new SymbolInfo")
     assert catalog["EURUSD"] == before  # same facts, reloaded
     assert _count(sim, ProtoOASymbolsListReq) == lists + 1
+
+
+def test_every_toolkit_name_has_a_docstring() -> None:
+    import importlib
+    import inspect
+
+    from tests.test_public_api import _undocumented
+
+    missing: list[str] = []
+    for module_name in ("ctrader_sync.toolkit", "ctrader_sync.history"):
+        module = importlib.import_module(module_name)
+        assert inspect.getdoc(module), module_name
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                missing += _undocumented(obj, f"{module_name}.{name}")
+    assert not missing, f"public names without a docstring: {missing}"

@@ -226,6 +226,37 @@ class Records(_Rows[R]):
     def __repr__(self) -> str:
         return f"<Records {len(self)}>"
 
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame``, one row per record and one column per field that any record
+        has (nested messages flattened as ``tradeData.symbolId``; enums by name; ``...Timestamp``
+        fields as UTC datetimes; numbers as the server sends them, money scaled by its
+        ``moneyDigits``). Needs the ``ctrader-sync[pandas]`` extra."""
+        pd = require_pandas("Records.to_pandas()")
+        frame = pd.DataFrame([_flatten(record) for record in self._rows])
+        for column in frame.columns:
+            if column.endswith("Timestamp"):
+                frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
+        return frame
+
+
+def _flatten(message: Any, prefix: str = "") -> dict[str, Any]:
+    """The set fields of a protobuf message as ``{"a.b": value}`` (enums by name, lists kept)."""
+    row: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        name = prefix + field.name
+        if field.type == field.TYPE_MESSAGE and not _is_repeated(field):
+            row.update(_flatten(value, name + "."))
+        elif field.type == field.TYPE_ENUM and not _is_repeated(field):
+            row[name] = field.enum_type.values_by_number[value].name
+        else:
+            row[name] = list(value) if _is_repeated(field) else value
+    return row
+
+
+def _is_repeated(field: Any) -> bool:
+    repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.28; `label` is deprecated there
+    return bool(repeated) if repeated is not None else bool(field.label == field.LABEL_REPEATED)
+
 
 def _read_text(path_or_file: str | os.PathLike[str] | IO[str]) -> str:
     if isinstance(path_or_file, (str, os.PathLike)):
