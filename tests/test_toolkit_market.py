@@ -116,3 +116,15 @@ def test_depth_book_follows_the_simulated_market(sim: Simulator, account: Accoun
         book.wait(timeout=10, updates=seen + 1)  # new and deleted quotes
         assert (book.best_bid, book.best_ask) == (round(bid + 0.0010, 5), round(ask + 0.0010, 5))
         assert book.best_bid < book.best_ask
+
+
+def test_unrealized_pnl_is_converted_to_the_account_currency(sim: Simulator, account: Account) -> None:
+    sim.pause_market()
+    sim.set_price("USDJPY", 150.000, 150.020)
+    fill = account.market_order("USDJPY", "buy", lots=0.1)  # 10,000 USD
+    assert fill.price == 150.020
+    sim.set_price("USDJPY", 150.520, 150.540)
+    pnl = account.unrealized_pnl()[fill.position_id]
+    # by hand: (150.520 - 150.020) * 10,000 = 5,000 JPY, at 150.520 JPY a USD = 33.22 USD
+    assert pnl.gross == Decimal("33.22")
+    assert pnl.net == pnl.gross - Decimal("0.30")  # the opening commission (3.00 USD a lot)
