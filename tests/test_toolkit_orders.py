@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ctrader_sync import (
+    AuthenticationError,
     Client,
     InvalidRequestError,
     OrderError,
@@ -23,6 +24,7 @@ from ctrader_sync import (
     UnknownSymbolError,
 )
 from ctrader_sync.messages.OpenApiMessages_pb2 import (
+    ProtoOAAccountDisconnectEvent,
     ProtoOAClosePositionReq,
     ProtoOAExecutionEvent,
     ProtoOANewOrderReq,
@@ -398,3 +400,17 @@ def test_stop_order_with_expiry_fills_when_the_price_rises_to_it(sim: Simulator,
         opened = next(c for c in changes if c.kind == "position_opened")
     assert opened.position.volume == 5000.0 and opened.position.side == "buy"
     assert account.orders == {}
+
+
+def test_mirror_rebuilt_after_the_account_is_authorised_again(sim: Simulator, account: Account) -> None:
+    fill = account.market_order("EURUSD", "buy", lots=0.1)
+    assert list(account.positions) == [fill.position_id]
+    with account.changes(timeout=10) as changes, \
+            account.client.events(ProtoOAAccountDisconnectEvent, timeout=10) as logged_out:
+        sim.inject("account_disconnect")  # the server logs the account out of this connection
+        logged_out.get()  # the mirror's own listener, registered earlier, has seen it too
+        with pytest.raises(AuthenticationError):  # reads fail clearly instead of showing stale state
+            account.positions  # noqa: B018
+        account.client.login(sim.client_id, sim.client_secret, sim.access_token, accounts=[account.id])
+        assert next(c.kind for c in changes if c.kind == "ready") == "ready"
+    assert list(account.positions) == [fill.position_id]
