@@ -88,6 +88,11 @@ def _check(args: argparse.Namespace) -> None:
             raise HistoryError("--from must be before --to")
     except ValueError as exc:
         raise HistoryError(str(exc)) from None
+    if args.output:
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder) or os.path.isdir(args.output):
+            raise HistoryError(f"cannot write {args.output}: no such folder" if not os.path.isdir(folder)
+                               else f"cannot write {args.output}: it is a folder")
 
 
 def _credentials(env: Mapping[str, str]) -> tuple[str, str, str, int | None] | None:

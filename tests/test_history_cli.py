@@ -74,6 +74,7 @@ def test_bars_to_a_file_and_ticks(tmp_path: Path) -> None:
     (["EURUSD", "--from", "2024-01-01"], ["PERIOD", "--ticks"]),
     (["EURUSD", "H1", "--ticks", "bid", "--from", "2024-01-01"], ["not both"]),
     (["EURUSX", "H1", "--from", "2024-01-01", "--to", "2024-01-02"], ["unknown symbol", "EURUSD"]),
+    (["EURUSD", "H1", "--from", "2024-01-01", "-o", "/nonexistent-folder/x.csv"], ["cannot write", "no such folder"]),
 ])
 def test_bad_arguments_exit_2_with_one_line(args: list[str], words: list[str]) -> None:
     line = _one_line_error(_run(*args))

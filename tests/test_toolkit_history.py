@@ -279,3 +279,15 @@ def test_progress_bar_on_stderr(session: tuple[Account, Spy], capsys: pytest.Cap
     assert f"{bars.requests}/{bars.requests} requests" in err and "EURUSD D1" in err
     account.trendbars("EURUSD", "D1", datetime(2023, 1, 1), datetime(2024, 1, 1))  # default: not a terminal
     assert capsys.readouterr().err == ""
+
+
+def test_a_download_survives_a_lost_connection() -> None:
+    with open_session(trendbar_chunk=700) as (sim, account, spy):
+        start, end = datetime(2023, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
+        sim.inject("close", after=4)  # the connection drops on the 4th request of the download
+        bars = account.trendbars("EURUSD", "H1", start, end, progress=False)
+        assert len(sim.connections) == 2
+    _check_bars(bars, start, end, 60)  # complete, ascending, each bar once
+    asked = _windows(spy.of(M.ProtoOAGetTrendbarsReq))
+    assert len(asked) > len(set(asked)), "the window whose answer was lost is asked again"
+    assert len(asked) - len(set(asked)) <= 3

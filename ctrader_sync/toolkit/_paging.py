@@ -3,10 +3,11 @@
 A :class:`Download` takes windows (``Job``), sends a request for each, and hands each answer to a
 :class:`Pager`, which keeps what it holds and returns the follow-up windows (the next page of a
 window that ``hasMore``, or the rest of a window split into pieces that one answer can hold).
-Requests are kept queued in the client ahead of its historical rate limit (5 per second), so the
-server is never idle waiting for the next request and never asked more than the budget allows: the
-client paces them. No window is asked twice; a window the server refuses as too wide is split in
-two, a few times at most.
+Requests are handed to the client evenly spaced at the historical budget (5 per second), without
+waiting for earlier answers, so the server is never idle and never sees a burst. No window is
+asked twice; a window the server refuses as too wide is split in two, a few times at most; a
+window whose answer was lost (the connection dropped, or no answer in time) is asked again once
+the client has reconnected, a few times at most: history requests change nothing on the server.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from ..errors import ServerError
+from ..errors import ConnectionLostError, RequestTimeoutError, ServerError
 from ._api import ClientLike
 from ._progress import Reporter
 
@@ -40,6 +41,9 @@ SPLIT_CODES = frozenset({"INCORRECT_BOUNDARIES", "INVALID_REQUEST"})
 
 _MAX_SPLITS = 4
 
+RETRIES = 3
+"""How often a window whose answer was lost is asked again."""
+
 
 @dataclass(frozen=True)
 class Job:
@@ -52,6 +56,8 @@ class Job:
     splits: int = 0
     tag: str = ""
     """Which series the window belongs to when one download runs several (``bid``/``ask``)."""
+    attempt: int = 0
+    """How often this window's answer was lost before."""
 
 
 class Pager(Protocol):
@@ -162,6 +168,13 @@ class Download:
                 return [Job(middle, job.hi, "split", job.splits + 1, job.tag),
                         Job(job.lo, middle, "split", job.splits + 1, job.tag)]
             raise
+        except (ConnectionLostError, RequestTimeoutError) as exc:
+            if job.attempt >= RETRIES:
+                raise
+            log.warning("ctrader_sync: the answer for the window %d..%d was lost (%s); asking again",
+                        job.lo, job.hi, type(exc).__name__)
+            self.asked.discard((job.lo, job.hi, job.tag))
+            return [replace(job, attempt=job.attempt + 1)]
         return self.pager.take(job, response)
 
     def _expected(self, queue: deque[Job], running: dict[Future[Any], Job]) -> int:
