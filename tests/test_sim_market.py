@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -124,3 +125,20 @@ def test_first_spot_after_subscribing_has_the_latest_quote(make: Harness) -> Non
     wire.call(M.ProtoOASubscribeSpotsReq(ctidTraderAccountId=a, symbolId=[2]))
     first = wire.next(lambda f: f.payloadType == SPOT_EVENT).message
     assert (first.bid, first.ask) == (125_000, 125_020)
+
+
+def test_set_price_returns_promptly_when_connections_are_gone_or_frozen(make: Harness) -> None:
+    sim, wire = make(spot_interval=0)
+    (a,) = wire.login()
+    wire.call(M.ProtoOASubscribeSpotsReq(ctidTraderAccountId=a, symbolId=[1]))
+    frozen = make.wire(sim)
+    frozen.login()
+    frozen.call(M.ProtoOASubscribeSpotsReq(ctidTraderAccountId=a, symbolId=[1]))
+    sim.inject("freeze", connection=2)
+    wire.close()
+    assert sim.connections[0].closed.wait(3.0)
+    start = time.monotonic()
+    for i in range(10):
+        sim.set_price("EURUSD", 1.1 + i / 10_000, 1.1001 + i / 10_000)
+    assert time.monotonic() - start < 2.0
+    assert sim.price("EURUSD") == (1.1009, 1.101)

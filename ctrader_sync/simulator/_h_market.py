@@ -34,8 +34,7 @@ def subscribe_spots(peer: Peer, account: Account, msg: M.ProtoOASubscribeSpotsRe
         for symbol_id in ids:
             subs.add((aid, symbol_id))
             peer.record.note_subscription(symbol_id, True)
-            if peer.world.options.spot_interval > 0:  # the latest quote right away, as the real server does
-                peer.respond(ex.spot_event(peer, aid, symbol_id), None)
+            peer.respond(ex.spot_event(peer, aid, symbol_id), None)  # the latest quote at once, as the server does
 
 
 @handles(TABLE, M.ProtoOAUnsubscribeSpotsReq)

@@ -56,7 +56,8 @@ class Simulator:
     Args:
         seed: seeds the price paths (same seed, same prices: live quotes and history).
         spot_interval: seconds between two moves of an active symbol's price (0: only
-            :meth:`set_price` moves prices).
+            :meth:`set_price` moves prices).  A spot subscription gets the latest quote at once,
+            then one spot event per move.
         heartbeat_interval: seconds between the server's ``ProtoHeartbeatEvent`` (0: none).
         idle_timeout: close a connection after this many seconds without an inbound message (0: never).
         request_limit: requests per sliding 1 s window per connection (0: no limit).

@@ -79,6 +79,7 @@ class Connection:
         self._pinned_write = 0  # the length an SSL write must be retried with after WANT_WRITE
         self._want_write_for_read = False
         self.commands: deque[tuple[Callable[[], None], threading.Event | None]] = deque()
+        self._ended = False  # set by the I/O thread as it ends; then post() drains by itself
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -111,7 +112,7 @@ class Connection:
             self._wake_w.send(b"\0")
         except OSError:  # full (the thread is already awake) or closed (the thread is gone)
             pass
-        if self.state == CLOSED and not self.thread.is_alive() and self.thread.ident is not None:
+        if self._ended:  # the I/O thread is past its last drain: release the waiter here
             self._drain_commands(run=False)
 
     def call(self, command: Callable[[], None], timeout: float = 5.0) -> bool:
@@ -420,10 +421,10 @@ class Connection:
             self.close_now()
             if self.hooks is not None:
                 self.hooks.on_closed()
+            self._ended = True
             self._drain_commands(run=False)
             self._wake_r.close()
             self._wake_w.close()
-            self._drain_commands(run=False)
             self.record.closed.set()
 
     def _drain_wakeups(self) -> None:
