@@ -164,6 +164,22 @@ with client.events(ProtoOAExecutionEvent, timeout=10) as executions:
     closing = next(e for e in executions
                    if e.executionType == ProtoOAExecutionType.ORDER_FILLED and e.position.positionId == position_id)
 print("closed at", closing.deal.executionPrice)"""),
+    ("md", """## Positions and P&L with the toolkit
+
+The toolkit's trading half does the same in fewer lines: `market_order` takes lots and stop loss /
+take profit in pips and returns after the fill (not just the acceptance); `account.positions` is a
+live mirror kept current from execution events; `unrealized_pnl()` asks the server for each
+position's P&L in the account currency (money as `Decimal`, prices as floats)."""),
+    ("code", """fill = toolkit_account.market_order("EURUSD", "buy", lots=0.1, stop_loss_pips=20, take_profit_pips=40)
+toolkit_account.market_order("EURUSD", "sell", lots=0.05)
+pnl = toolkit_account.unrealized_pnl()
+for pid, p in toolkit_account.positions.items():
+    print(f"position {pid}: {p.side} {p.lots} lots {p.symbol} at {p.entry_price}, SL {p.stop_loss}, "
+          f"TP {p.take_profit}, P&L {pnl[pid].gross} (net {pnl[pid].net})")
+print("balance", toolkit_account.balance, "equity", toolkit_account.equity())"""),
+    ("code", """for pid in list(toolkit_account.positions):
+    print("closed", pid, "at", toolkit_account.close_position(pid).price)
+print("open positions:", len(toolkit_account.positions), "balance", toolkit_account.balance)"""),
     ("md", """## Close
 
 `close()` ends the connection and joins the client's threads; the simulator's `close()` does the

@@ -34,3 +34,26 @@ __all__ = [
 ]
 
 # -- trading half (tk2) -------------------------------------------------------------------------
+
+from ._changes import Change, ChangeHandle, ChangeStream
+from ._depth import DepthBook
+from ._pnl import PnLRefresher
+from ._quotes import Quote, Quotes
+from ._trade_types import ClosedPosition, Fill, Order, PnL, Position
+from ._trading_api import KEEP
+
+__all__ += [
+    "KEEP",
+    "Change",
+    "ChangeHandle",
+    "ChangeStream",
+    "ClosedPosition",
+    "DepthBook",
+    "Fill",
+    "Order",
+    "PnL",
+    "PnLRefresher",
+    "Position",
+    "Quote",
+    "Quotes",
+]
