@@ -215,6 +215,11 @@ def test_results_are_extracted_and_extract_is_idempotent() -> None:
         assert result.payloadType == old["payloadType"]  # the inner message has it too
         assert future.clientMsgId == old["clientMsgId"] == "v-1"  # where the request's id now lives
         assert not hasattr(result, "clientMsgId") and not hasattr(result, "payload")
+        # Old code that reads them anyway is told the migration step, not a bare AttributeError.
+        with pytest.raises(AttributeError, match=r"future\.clientMsgId.*Migrating from the old SDK"):
+            _ = result.clientMsgId
+        with pytest.raises(AttributeError, match=r"already extracted.*Migrating from the old SDK"):
+            ProtoOAVersionRes().ParseFromString(result.payload)
 
 
 def test_error_answers_fail_the_future() -> None:
