@@ -159,6 +159,7 @@ class Client:
         self._enqueue = outbox.enqueue
         self._write_inline = self._writer.write_inline
         self._threads: list[threading.Thread] = []
+        self._closed = threading.Event()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -228,6 +229,30 @@ class Client:
         """
         self._supervisor.wait_connected(timeout)
 
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the client has ended: :meth:`close` was called (from any thread, e.g. a
+        callback) or the reconnect policy gave up.  What replaces the old SDK's ``reactor.run()``
+        in a callback-driven program (its ``reactor.stop()`` becomes ``client.close()``).
+
+        Returns True once ended (after a ``close()``, with the client's threads finished, as
+        ``close()`` leaves them), False if ``timeout`` seconds passed first.  Not from a callback:
+        it would hold up every later callback.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._supervisor.state is ClientState.GAVE_UP:
+                return True
+            remaining = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if self._closed.wait(max(0.0, remaining)):
+                # close() called from a callback cannot join the thread it runs on: wait for it here.
+                end = time.monotonic() + 1.0
+                for thread in self.threads():
+                    if thread is not threading.current_thread() and thread.ident is not None:
+                        thread.join(max(0.0, end - time.monotonic()))
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
     @property
     def state(self) -> ClientState:
         """Where the client is in its life cycle (:class:`ClientState`)."""
@@ -272,6 +297,7 @@ class Client:
             self._writer.stop()
         self._reader.stop()
         self._bus.closed = True
+        self._closed.set()
         if not already:
             self._supervisor.interrupt()
             for request in requests:

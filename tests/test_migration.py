@@ -69,6 +69,7 @@ ROWS = {
     "Client(host, port, TcpProtocol)": "test_client_constructor",
     "numberOfMessagesToSendPerSecond": "test_rate_limit_keyword",
     "client.startService()": "test_start_and_stop_service",
+    "callback-driven": "test_reactor_run_becomes_wait_closed",
     "client.isConnected": "test_is_connected",
     "d.addCallbacks(ok, err)": "test_deferred_callbacks_become_future_calls",
     "the deferred's result": "test_results_are_extracted_and_extract_is_idempotent",
@@ -178,6 +179,40 @@ def test_start_and_stop_service() -> None:
         assert client.request(ProtoOAVersionReq(), 10).version == sim.version
         client.stopService()               # old name: closes and joins the threads
         assert not any(t.is_alive() for t in client.threads())
+
+
+def test_reactor_run_becomes_wait_closed() -> None:
+    """A callback-driven program: ``reactor.run()`` blocked until a callback called
+    ``reactor.stop()``; ``client.wait_closed()`` blocks until a callback calls ``stopService()``."""
+    with Simulator() as sim:
+        client = make_client(sim)
+        answers: list[str] = []
+
+        def on_version(future: Any) -> None:
+            answers.append(future.result().version)
+            client.stopService()                         # was: reactor.stop()
+
+        client.setConnectedCallback(lambda c: c.send(ProtoOAVersionReq()).add_done_callback(on_version))
+        assert client.wait_closed(0.01) is False            # not started: nothing to wait for yet
+        client.startService()
+        assert client.wait_closed(10) is True               # was: reactor.run()
+        assert answers == [sim.version]
+        assert not any(t.is_alive() for t in client.threads())
+        assert client.wait_closed(0) is True                # closed stays closed
+
+
+def test_wait_closed_times_out_and_returns_when_the_client_gives_up() -> None:
+    with Simulator() as sim, connected(sim) as client:
+        assert client.wait_closed(0.05) is False            # still running
+    with Simulator() as sim:
+        port = sim.port
+    client = Client("127.0.0.1", port, reconnect=ReconnectPolicy(initial=0.01, max_attempts=2))
+    client.start()
+    try:
+        assert client.wait_closed(10) is True               # the reconnect policy gave up
+        assert client.state.value == "gave up"
+    finally:
+        client.close()
 
 
 def test_is_connected() -> None:
