@@ -230,28 +230,12 @@ class Client:
         self._supervisor.wait_connected(timeout)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
-        """Block until the client has ended: :meth:`close` was called (from any thread, e.g. a
-        callback) or the reconnect policy gave up.  What replaces the old SDK's ``reactor.run()``
-        in a callback-driven program (its ``reactor.stop()`` becomes ``client.close()``).
-
-        Returns True once ended (after a ``close()``, with the client's threads finished, as
-        ``close()`` leaves them), False if ``timeout`` seconds passed first.  Not from a callback:
-        it would hold up every later callback.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._supervisor.state is ClientState.GAVE_UP:
-                return True
-            remaining = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
-            if self._closed.wait(max(0.0, remaining)):
-                # close() called from a callback cannot join the thread it runs on: wait for it here.
-                end = time.monotonic() + 1.0
-                for thread in self.threads():
-                    if thread is not threading.current_thread() and thread.ident is not None:
-                        thread.join(max(0.0, end - time.monotonic()))
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        """Block until :meth:`close` was called (from any thread, e.g. a callback: the old
+        ``reactor.stop()``) or the reconnect policy gave up: the old ``reactor.run()`` of a
+        callback-driven program.  True once ended (threads finished), False after ``timeout`` s.
+        Not from a callback: it would hold up every later callback."""
+        return _wait_ended(self._closed, lambda: self._supervisor.state is ClientState.GAVE_UP, self.threads,
+                           timeout)
 
     @property
     def state(self) -> ClientState:
@@ -481,3 +465,21 @@ class Client:
         request.priority = True
         self._enqueue(request)
         return future
+
+
+def _wait_ended(closed: threading.Event, gave_up: Callable[[], bool],
+                threads: Callable[[], list[threading.Thread]], timeout: float | None) -> bool:
+    """:meth:`Client.wait_closed`: poll ``gave_up`` while waiting on ``closed``; after a close, join
+    the threads (close() from a callback cannot join the thread it runs on)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not gave_up():
+        remaining = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+        if closed.wait(max(0.0, remaining)):
+            end = time.monotonic() + 1.0
+            for thread in threads():
+                if thread is not threading.current_thread() and thread.ident is not None:
+                    thread.join(max(0.0, end - time.monotonic()))
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+    return True
