@@ -191,6 +191,29 @@ def test_market_hours_fx_refuse_trading_on_weekends_always_does_not(make: Harnes
     assert open_sim.market_open and order(open_wire, b, "w")[1].executionType == FILLED
 
 
+def test_nothing_executes_while_the_market_is_closed_crossed_orders_fill_when_it_opens(make: Harness) -> None:
+    now = [TUESDAY + 3 * 86_400 - 4_400]  # Friday 21:00 UTC: open for another hour
+    sim, wire = make(spot_interval=0, clock=lambda: now[0], market_hours="fx")
+    (a,) = wire.login()
+    sim.set_price("EURUSD", 1.08500, 1.08510)
+    (limit,) = order(wire, a, "lim", orderType=LIMIT, limitPrice=1.08000)
+    _, position = order(wire, a, "mkt", relativeTakeProfit=500)  # take profit at 1.09010
+    record = sim.connections[0]
+    fills = len(record.fills())
+    now[0] = SATURDAY
+    assert not sim.market_open
+    sim.set_price("EURUSD", 1.07000, 1.07010)  # crosses the limit order...
+    sim.set_price("EURUSD", 1.09500, 1.09510)  # ...and the take profit, on a Saturday
+    assert len(record.fills()) == fills, "nothing executes while the market is closed"
+    assert len(wire.call(M.ProtoOAReconcileReq(ctidTraderAccountId=a)).message.order) == 1
+    now[0] = TUESDAY + 5 * 86_400  # Sunday 22:13 UTC: open again, at the last price
+    closed = pushed(wire, FILLED)
+    assert closed.position.positionId == position.position.positionId and closed.deal.executionPrice == 1.095
+    assert closed.deal.closePositionDetail.grossProfit == 99_000  # (1.09500 - 1.08510) * 100,000 USD
+    reconcile = wire.call(M.ProtoOAReconcileReq(ctidTraderAccountId=a)).message
+    assert [o.orderId for o in reconcile.order] == [limit.order.orderId]  # 1.09510 never crossed the limit
+
+
 def test_every_refusal_code(make: Harness) -> None:
     sim, wire, a = still(make)
     sim.set_price("EURUSD", 1.08500, 1.08510)
