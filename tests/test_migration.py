@@ -136,6 +136,12 @@ def test_imports_and_endpoints() -> None:
 
     old = OLD["protobuf"]["endpoints"]
     assert {k: getattr(EndPoints, k) for k in old} == old
+    # The old submodule paths the samples use (the ConsoleSample imports EndPoints this way).
+    from ctrader_sync.auth import Auth as SubAuth
+    from ctrader_sync.endpoints import EndPoints as SubEndPoints
+    from ctrader_sync.protobuf import Protobuf as SubProtobuf
+
+    assert (SubAuth, SubEndPoints, SubProtobuf) == (Auth, EndPoints, Protobuf)
 
 
 def test_message_modules() -> None:
