@@ -286,14 +286,45 @@ def test_amendments_replace_and_removing_a_leg(make: Harness) -> None:
 
 
 def test_order_list_pages_with_has_more(make: Harness) -> None:
-    sim, wire, a = still(make, list_chunk=2, historical_limit=0)
+    now = [TUESDAY]
+    sim, wire = make(spot_interval=0, clock=lambda: now[0], list_chunk=2, historical_limit=0)
+    (a,) = wire.login()
     sim.set_price("EURUSD", 1.08500, 1.08510)
-    ids = [order(wire, a, f"o{i}", orderType=LIMIT, limitPrice=1.08 - i * 0.001)[0].order.orderId
-           for i in range(3)]
+    ids = []
+    for i in range(3):  # one a second (orders of the same millisecond stay on one page: test below)
+        ids.append(order(wire, a, f"o{i}", orderType=LIMIT, limitPrice=1.08 - i * 0.001)[0].order.orderId)
+        now[0] += 1
     page = wire.call(M.ProtoOAOrderListReq(ctidTraderAccountId=a)).message
     assert page.hasMore and [o.orderId for o in page.order] == ids[1:]
     deals = wire.call(M.ProtoOADealListReq(ctidTraderAccountId=a, maxRows=1)).message
     assert not deals.hasMore and list(deals.deal) == []
+
+
+def test_deal_and_order_lists_page_without_loss_on_a_clock_that_stands_still(make: Harness) -> None:
+    """Records of one account never share a millisecond (a later one is stamped 1 ms on), so
+    paging backwards with ``toTimestamp`` = the oldest time received - 1 loses nothing."""
+    sim, wire, a = still(make, list_chunk=2, historical_limit=0, request_limit=0)
+    sim.set_price("EURUSD", 1.08500, 1.08510)
+    placed = [order(wire, a, f"m{i}")[1] for i in range(5)]
+    start = int(TUESDAY * 1000)
+    assert placed[0].deal.executionTimestamp == start  # the clock's time when nothing collides
+
+    def page_all(request: Any, field: str, ident: str, stamp: Any) -> list[int]:
+        got: list[int] = []
+        to = start + 60_000
+        while True:
+            res = wire.call(request(ctidTraderAccountId=a, fromTimestamp=start, toTimestamp=to)).message
+            assert hasattr(res, field), res
+            rows = list(getattr(res, field))
+            got += [getattr(r, ident) for r in rows]
+            if not res.hasMore:
+                return got
+            to = min(stamp(r) for r in rows) - 1
+
+    deals = page_all(M.ProtoOADealListReq, "deal", "dealId", lambda d: d.executionTimestamp)
+    assert sorted(deals) == sorted(p.deal.dealId for p in placed)
+    orders = page_all(M.ProtoOAOrderListReq, "order", "orderId", lambda o: o.tradeData.openTimestamp)
+    assert sorted(orders) == sorted(p.order.orderId for p in placed)
 
 
 def test_swap_accrues_per_rollover_and_is_charged_at_close(make: Harness) -> None:
