@@ -27,12 +27,17 @@ _PRICE_SCALE = 100_000
 
 @dataclass(frozen=True)
 class Quote:
-    """One symbol's latest prices: ``bid`` and ``ask`` as floats, ``time`` (UTC) of the last change."""
+    """One symbol's latest prices: ``Quote(bid, ask, time)``, ``bid`` and ``ask`` as floats, ``time``
+    (aware UTC) of the last change, and the ``symbol``'s name."""
 
-    symbol: str
     bid: float
+    """Latest bid price."""
     ask: float
+    """Latest ask price."""
     time: datetime
+    """When either side last changed (aware UTC)."""
+    symbol: str = ""
+    """The symbol's name."""
 
     @property
     def mid(self) -> float:
@@ -104,8 +109,8 @@ class Quotes:
             return None
         symbol = self._symbols[sid]
         digits = int(symbol.digits)
-        return Quote(symbol.name, round(bid / _PRICE_SCALE, digits), round(ask / _PRICE_SCALE, digits),
-                     self._time[sid])
+        return Quote(round(bid / _PRICE_SCALE, digits), round(ask / _PRICE_SCALE, digits), self._time[sid],
+                     symbol.name)
 
     def get(self, symbol: object) -> Quote | None:
         """The latest quote, or ``None`` while both sides are not known yet."""
