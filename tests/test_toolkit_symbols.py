@@ -175,3 +175,30 @@ def test_every_toolkit_name_has_a_docstring() -> None:
             if inspect.isclass(obj) or inspect.isfunction(obj):
                 missing += _undocumented(obj, f"{module_name}.{name}")
     assert not missing, f"public names without a docstring: {missing}"
+
+
+def test_every_toolkit_method_has_its_own_docstring() -> None:
+    """Not only inherited ones (``inspect.getdoc`` would take a base class's): ``help(obj.method)``
+    must describe that method, for every public class of the toolkit and the history CLI."""
+    import importlib
+    import inspect
+
+    missing: list[str] = []
+    for module_name in ("ctrader_sync.toolkit", "ctrader_sync.history"):
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not inspect.isclass(obj):
+                continue
+            for klass in obj.__mro__:
+                if not klass.__module__.startswith("ctrader_sync"):
+                    continue
+                for member_name, member in vars(klass).items():
+                    if member_name.startswith("_"):
+                        continue
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    doc = member.fget.__doc__ if isinstance(member, property) else getattr(member, "__doc__", None)
+                    if (inspect.isfunction(member) or isinstance(member, property)) and not (doc or "").strip():
+                        missing.append(f"{klass.__qualname__}.{member_name}")
+    assert not missing, f"public methods without their own docstring: {sorted(set(missing))}"
