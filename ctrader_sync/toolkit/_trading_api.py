@@ -16,10 +16,18 @@ from decimal import Decimal
 from typing import Any, cast
 
 from ..errors import OrderError, OrderOutcomeUnknownError
-from ..messages.OpenApiMessages_pb2 import ProtoOANewOrderReq, ProtoOAReconcileReq
+from ..messages.OpenApiMessages_pb2 import (
+    ProtoOANewOrderReq,
+    ProtoOAReconcileReq,
+    ProtoOASubscribeDepthQuotesReq,
+    ProtoOASubscribeSpotsReq,
+    ProtoOAUnsubscribeDepthQuotesReq,
+    ProtoOAUnsubscribeSpotsReq,
+)
 from . import _existing
 from ._changes import Change, ChangeHandle, ChangeStream
 from ._depth import DepthBook
+from ._feeds import Feed
 from ._mirror import Mirror
 from ._orders import Desk, new_client_order_id, units_of
 from ._outcome import OutcomeUnknown
@@ -43,6 +51,8 @@ class _Trading:
     def __init__(self, account: Any) -> None:
         self.desk = Desk(account.client, account.id, account._symbol_by_id)
         self.mirror = Mirror(account.client, account.id, account._symbol_by_id, account._trade_timeout())
+        self.spots = Feed(account.client, account.id, ProtoOASubscribeSpotsReq, ProtoOAUnsubscribeSpotsReq)
+        self.depth = Feed(account.client, account.id, ProtoOASubscribeDepthQuotesReq, ProtoOAUnsubscribeDepthQuotesReq)
 
 
 class TradingMixin:
@@ -347,14 +357,21 @@ class TradingMixin:
     # -- market data ------------------------------------------------------------------------
 
     def quotes(self, *symbols: Any) -> Quotes:
-        """Live quotes of ``symbols``: ``with account.quotes("EURUSD") as q: q.wait("EURUSD")``."""
+        """Live quotes of ``symbols``: ``with account.quotes("EURUSD") as q: q.wait("EURUSD")``.
+
+        Several ``Quotes`` may be open at once, also on the same symbols: they share the account's
+        subscriptions (the server allows one per symbol)."""
         if not symbols:
             raise ValueError("give at least one symbol")
-        return Quotes(self.client, self.id, [self.symbols.resolve(s) for s in symbols], self._trade_timeout())
+        return Quotes(self.client, self.id, [self.symbols.resolve(s) for s in symbols], self._trade_timeout(),
+                      feed=self._trading().spots)
 
     def depth(self, symbol: Any) -> DepthBook:
-        """A live :class:`DepthBook` of ``symbol``: ``with account.depth("EURUSD") as book: ...``."""
-        return DepthBook(self.client, self.id, self.symbols.resolve(symbol), timeout=self._trade_timeout())
+        """A live :class:`DepthBook` of ``symbol``: ``with account.depth("EURUSD") as book: ...``.
+
+        Several books of one symbol may be open at once: they share the subscription."""
+        return DepthBook(self.client, self.id, self.symbols.resolve(symbol), timeout=self._trade_timeout(),
+                         feed=self._trading().depth)
 
 
 def _relative(info: Any, pips: float, name: str) -> int:
