@@ -133,6 +133,23 @@ def test_volume_normalisation_at_min_step_max(account: Account) -> None:
         gold.normalize_volume(Decimal("0.5"))
 
 
+def test_symbol_info_is_frozen_with_exactly_the_fields_the_issue_lists(account: Account) -> None:
+    import dataclasses
+    import pickle
+
+    assert [f.name for f in dataclasses.fields(SymbolInfo)] == [
+        "id", "name", "description", "digits", "pip_position", "lot_size", "min_volume", "max_volume",
+        "step_volume", "base_asset", "quote_asset"]
+    eurusd = account.symbols["EURUSD"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        eurusd.digits = 3  # type: ignore[misc]
+    assert eurusd.enabled and eurusd.details is not None and eurusd.details.symbolId == eurusd.id
+    again = pickle.loads(pickle.dumps(eurusd))
+    assert again == eurusd and again.details == eurusd.details
+    bare = SymbolInfo(*dataclasses.astuple(eurusd))  # built from the eleven fields alone
+    assert bare == eurusd and bare.enabled and bare.details is None
+
+
 def test_conversions(account: Account) -> None:
     eurusd = account.symbols["EURUSD"]
     assert eurusd.lots_to_volume("0.01") == 100_000  # 1000 units in cents
