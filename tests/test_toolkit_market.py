@@ -133,6 +133,23 @@ def test_two_depth_books_of_one_symbol_share_the_subscription(sim: Simulator, ac
     assert len(_requests(spy, ProtoOAUnsubscribeDepthQuotesReq)) == 1
 
 
+def test_quotes_and_depth_are_live_without_a_with_block(account: Account, spy: list[Any]) -> None:
+    """``account.quotes(...)`` and ``account.depth(...)`` return live objects; ``close()`` ends them."""
+    quotes = account.quotes("EURUSD")
+    book = account.depth("EURUSD")
+    try:
+        assert quotes.wait("EURUSD", timeout=10).bid > 0
+        assert book.wait(timeout=10).best_bid is not None
+    finally:
+        quotes.close()
+        book.close()
+    assert _requests(spy, ProtoOAUnsubscribeSpotsReq) == [[1]]
+    assert _requests(spy, ProtoOAUnsubscribeDepthQuotesReq) == [[1]]
+    with account.quotes("EURUSD") as again:  # entering an open one changes nothing
+        assert again.wait("EURUSD", timeout=10).ask > 0
+    assert _requests(spy, ProtoOASubscribeSpotsReq) == [[1], [1]]
+
+
 def test_unrealized_pnl_and_equity_against_hand_computed_values(sim: Simulator, account: Account) -> None:
     sim.pause_market()
     sim.set_price("EURUSD", 1.10000, 1.10010)

@@ -359,19 +359,22 @@ class TradingMixin:
     def quotes(self, *symbols: Any) -> Quotes:
         """Live quotes of ``symbols``: ``with account.quotes("EURUSD") as q: q.wait("EURUSD")``.
 
-        Several ``Quotes`` may be open at once, also on the same symbols: they share the account's
-        subscriptions (the server allows one per symbol)."""
+        Subscribed when returned (so ``q = account.quotes("EURUSD")`` works too: ``q.close()``
+        unsubscribes); the ``with`` block unsubscribes on leaving.  Several ``Quotes`` may be open
+        at once, also on the same symbols: they share the account's subscriptions (the server
+        allows one per symbol)."""
         if not symbols:
             raise ValueError("give at least one symbol")
         return Quotes(self.client, self.id, [self.symbols.resolve(s) for s in symbols], self._trade_timeout(),
-                      feed=self._trading().spots)
+                      feed=self._trading().spots).open()
 
     def depth(self, symbol: Any) -> DepthBook:
         """A live :class:`DepthBook` of ``symbol``: ``with account.depth("EURUSD") as book: ...``.
 
-        Several books of one symbol may be open at once: they share the subscription."""
+        Subscribed when returned (``book.close()`` unsubscribes; the ``with`` block does it on
+        leaving).  Several books of one symbol may be open at once: they share the subscription."""
         return DepthBook(self.client, self.id, self.symbols.resolve(symbol), timeout=self._trade_timeout(),
-                         feed=self._trading().depth)
+                         feed=self._trading().depth).open()
 
 
 def _relative(info: Any, pips: float, name: str) -> int:
