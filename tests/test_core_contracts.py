@@ -40,6 +40,8 @@ from ctrader_sync.errors import (
     InvalidRequestError,
     MessageDecodeError,
     OrderError,
+    OrderNotPlacedError,
+    OrderOutcomeUnknownError,
     ProtocolError,
     QueueFullError,
     RequestTimeoutError,
@@ -73,6 +75,8 @@ SAMPLES: list[BaseException] = [
     RateLimitError("REQUEST_FREQUENCY_EXCEEDED", retry_after=1.5),
     AuthenticationError("OA_AUTH_TOKEN_EXPIRED", "expired"),
     OrderError("NOT_ENOUGH_MONEY", "margin", order_id=7, position_id=None),
+    OrderNotPlacedError("cs1-order-7"),
+    OrderOutcomeUnknownError("cs1-order-8", order_id=12),
     AuthError("invalid_grant", "code used", status=400),
 ]
 
