@@ -33,6 +33,7 @@ from ._orders import Desk, new_client_order_id, units_of
 from ._outcome import OutcomeUnknown
 from ._pnl import PnLRefresher, closed_positions, fetch_unrealized
 from ._quotes import Quotes
+from ._refusals import resolve_for_order
 from ._trade_types import ClosedPosition, Fill, Order, PnL, Position, side_value
 
 __all__ = ["KEEP", "TradingMixin"]
@@ -119,15 +120,18 @@ class TradingMixin:
         Waits for ORDER_FILLED (after any partial fills), not just ORDER_ACCEPTED.
 
         Raises:
-            OrderError: the server refused (``error_code``, ``order_id``/``position_id`` when known).
+            OrderError: the server refused (``error_code``, ``order_id``/``position_id`` when known);
+                also a volume outside the symbol's limits (``TRADING_BAD_VOLUME``, an
+                ``InvalidRequestError`` too) or an unknown symbol (``SYMBOL_NOT_FOUND``, an
+                ``UnknownSymbolError`` too), refused before anything is sent.
             OrderNotPlacedError: the answer was lost and the server has no such order (safe to retry).
             OrderOutcomeUnknownError: the answer was lost and the truth could not be learned within
                 ``timeout``; ask later with :meth:`find_order` ``(error.client_order_id)``.
-            UnknownSymbolError, InvalidRequestError, ValueError: bad arguments (nothing was sent).
+            ValueError: other bad arguments (side, lots and volume both or neither...; nothing was sent).
             ConnectionLostError, RequestTimeoutError: only from the requests made *before* the
                 order (loading the symbol catalogue): the order itself was not sent.
         """
-        info = self.symbols.resolve(symbol)
+        info = resolve_for_order(self.symbols, symbol)
         request = ProtoOANewOrderReq(ctidTraderAccountId=self.id, symbolId=info.id, orderType=cast(Any, _MARKET),
                                      tradeSide=cast(Any, side_value(side)), volume=units_of(info, lots, volume))
         if stop_loss_pips is not None:
@@ -168,7 +172,7 @@ class TradingMixin:
     def _pending(self, kind: int, symbol: Any, side: Any, price: float, lots: Any, volume: Any,
                  stop_loss: float | None, take_profit: float | None, sl_pips: float | None, tp_pips: float | None,
                  expiry: datetime | int | None, label: str | None, comment: str | None, timeout: float) -> Order:
-        info = self.symbols.resolve(symbol)
+        info = resolve_for_order(self.symbols, symbol)
         trade_side = side_value(side)
         if not price or price <= 0:
             raise ValueError(f"price must be positive, got {price!r}")
