@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
@@ -42,6 +42,9 @@ from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent, ProtoMessag
 from .messages.OpenApiMessages_pb2 import ProtoOARefreshTokenRes
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
 from .protobuf import HISTORICAL_PAYLOAD_TYPES, Protobuf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .toolkit import Account
 
 __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ClientState", "EventHandle"]
 
@@ -159,6 +162,7 @@ class Client:
         self._enqueue = outbox.enqueue
         self._write_inline = self._writer.write_inline
         self._threads: list[threading.Thread] = []
+        self._closed = threading.Event()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -228,6 +232,14 @@ class Client:
         """
         self._supervisor.wait_connected(timeout)
 
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`close` was called (from any thread, e.g. a callback: the old
+        ``reactor.stop()``) or the reconnect policy gave up: the old ``reactor.run()`` of a
+        callback-driven program.  True once ended (threads finished), False after ``timeout`` s.
+        Not from a callback: it would hold up every later callback."""
+        return _wait_ended(self._closed, lambda: self._supervisor.state is ClientState.GAVE_UP, self.threads,
+                           timeout)
+
     @property
     def state(self) -> ClientState:
         """Where the client is in its life cycle (:class:`ClientState`)."""
@@ -272,6 +284,7 @@ class Client:
             self._writer.stop()
         self._reader.stop()
         self._bus.closed = True
+        self._closed.set()
         if not already:
             self._supervisor.interrupt()
             for request in requests:
@@ -428,6 +441,13 @@ class Client:
         """The session kept for recovery (``None`` before :meth:`login`); for diagnostics."""
         return self._sessions.state
 
+    def account(self, ctidTraderAccountId: int | None = None) -> Account:
+        """The toolkit's :class:`~ctrader_sync.toolkit.Account` for one trading account (by default
+        the only one authorized through :meth:`login`); the same object on every call."""
+        from .toolkit import account_of
+
+        return account_of(self, ctidTraderAccountId)
+
     def events(self, *types: type[Message] | int | str, maxsize: int = 10_000,
                timeout: float | None = None, envelope: bool = False) -> EventStream:
         """A blocking iterator over received messages of ``types`` (all messages if none given).
@@ -455,3 +475,21 @@ class Client:
         request.priority = True
         self._enqueue(request)
         return future
+
+
+def _wait_ended(closed: threading.Event, gave_up: Callable[[], bool],
+                threads: Callable[[], list[threading.Thread]], timeout: float | None) -> bool:
+    """:meth:`Client.wait_closed`: poll ``gave_up`` while waiting on ``closed``; after a close, join
+    the threads (close() from a callback cannot join the thread it runs on)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not gave_up():
+        remaining = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+        if closed.wait(max(0.0, remaining)):
+            end = time.monotonic() + 1.0
+            for thread in threads():
+                if thread is not threading.current_thread() and thread.ident is not None:
+                    thread.join(max(0.0, end - time.monotonic()))
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+    return True
