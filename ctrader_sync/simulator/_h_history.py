@@ -8,8 +8,9 @@ wider than the documented window is refused with ``INCORRECT_BOUNDARIES``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from ..messages import OpenApiMessages_pb2 as M
 from ..messages.OpenApiModelMessages_pb2 import ProtoOADealOffset, ProtoOATickData, ProtoOATrendbar
@@ -49,6 +50,17 @@ def _range(peer: Peer, account: Account, msg: Any, cid: str | None, window: int 
     return from_ms, to_ms
 
 
+T = TypeVar("T")
+
+
+def _reading(peer: Peer, items: Iterable[T], every: int = 200) -> Iterator[T]:
+    """``items``, letting the connection take in what arrives while a long history is generated."""
+    for i, item in enumerate(items):
+        if i % every == 0:
+            peer.keep_reading()
+        yield item
+
+
 @handles(TABLE, M.ProtoOAGetTrendbarsReq)
 @needs_account
 def trendbars(peer: Peer, account: Account, msg: M.ProtoOAGetTrendbarsReq, cid: str | None) -> None:
@@ -67,7 +79,7 @@ def trendbars(peer: Peer, account: Account, msg: M.ProtoOAGetTrendbarsReq, cid: 
         return
     chunk = peer.world.options.trendbar_chunk
     limit = min(msg.count, chunk) if msg.count else chunk
-    bars = list(islice(ex.paths[symbol_id].bars_back(period, span[0], span[1]), limit + 1))
+    bars = list(islice(_reading(peer, ex.paths[symbol_id].bars_back(period, span[0], span[1])), limit + 1))
     res = M.ProtoOAGetTrendbarsRes(ctidTraderAccountId=account.account_id, period=msg.period,
                                    timestamp=ex.now_ms(), symbolId=symbol_id, hasMore=len(bars) > limit)
     res.trendbar.extend(ProtoOATrendbar(
@@ -89,7 +101,7 @@ def tick_data(peer: Peer, account: Account, msg: M.ProtoOAGetTickDataReq, cid: s
     if span is None:
         return
     chunk = peer.world.options.tick_chunk
-    ticks = list(islice(ex.paths[symbol.symbol_id].ticks_back(span[0], span[1]), chunk + 1))
+    ticks = list(islice(_reading(peer, ex.paths[symbol.symbol_id].ticks_back(span[0], span[1])), chunk + 1))
     spread = symbol.spread if msg.type == 2 else 0  # ASK = 2
     res = M.ProtoOAGetTickDataRes(ctidTraderAccountId=account.account_id, hasMore=len(ticks) > chunk)
     prev_t = prev_p = 0

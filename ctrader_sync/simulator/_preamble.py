@@ -60,6 +60,10 @@ class Peer(Protocol):
     def start_flood(self) -> bool:
         """Benchmark mode: start a spot-event flood; False when not in benchmark mode."""
 
+    def keep_reading(self) -> None:
+        """Called now and then by a long handler: the connection takes in what arrived meanwhile
+        (not handled yet), so later requests keep their own arrival times."""
+
 
 def handles(table: Table, cls: type[Message]) -> Callable[[F], F]:
     """Register the decorated handler for ``cls``'s payload type in ``table``."""

@@ -118,6 +118,10 @@ class Session:
         self.conn.write_items(items)
         self.record.note_events(messages)
 
+    def keep_reading(self) -> None:
+        """Let the connection take in what arrived while a long request is handled."""
+        self.conn.keep_reading()
+
     def start_flood(self) -> bool:
         """Benchmark mode: start a spot-event flood; False when not in benchmark mode."""
         count = self.world.options.flood_count

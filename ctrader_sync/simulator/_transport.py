@@ -40,6 +40,7 @@ _READ_SIZE = 256 * 1024
 _WRITE_CHUNK = 256 * 1024
 _HANDSHAKE_TIMEOUT = 10.0
 _CLOSING_TIMEOUT = 2.0
+_PULL_EVERY = 0.002  # while handling frames, take what else arrived from the kernel this often
 
 HANDSHAKE, OPEN, CLOSING, CLOSED = "handshake", "open", "closing", "closed"
 
@@ -77,6 +78,9 @@ class Connection:
         # them: see _arrival.  The benchmark fast path has no limits and skips the extra syscall.
         self._arrivals = bench is None and enable_arrival_stamps(raw)
         self._last_arrival = 0.0
+        self._received: deque[tuple[float, bytes]] = deque()  # read, not yet handled: (arrival, data)
+        self._pulled_at = 0.0
+        self._eof = False  # the peer closed (or the socket failed): close once what was read is handled
         self.sock: ssl.SSLSocket = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         self.state = HANDSHAKE
         self.inbuf = bytearray()
@@ -266,6 +270,7 @@ class Connection:
                 break
             body = bytes(buf[pos + 4:end])
             pos = end
+            self.keep_reading()
             self._on_frame(body, arrived)
         del buf[:pos]
 
@@ -303,10 +308,16 @@ class Connection:
 
     # -- the I/O thread ----------------------------------------------------------------------
 
-    def _read(self) -> None:
+    def _pull(self) -> None:
+        """Move what the socket holds into ``_received``, each part with its arrival time.
+
+        Also called between frames (every ``_PULL_EVERY``): what stays in the kernel while a slow
+        request is handled is merged with what arrives after it, and stamped with the later time.
+        """
         sock = self.sock
         faults = self.faults
-        while self.state in (OPEN, CLOSING) and faults.reading and not faults.frozen:
+        self._pulled_at = time.monotonic()
+        while not self._eof and self.state in (OPEN, CLOSING) and faults.reading and not faults.frozen:
             arrived = self._arrival()
             try:
                 data = sock.recv(_READ_SIZE)
@@ -316,13 +327,30 @@ class Connection:
                 self._want_write_for_read = True
                 return
             except (ssl.SSLError, OSError):
-                self.close_now()
+                self._eof = True
                 return
             if not data:
-                self.close_now()
+                self._eof = True
                 return
             if self.state == OPEN:
-                self._on_bytes(data, arrived)
+                self._received.append((arrived, data))
+
+    def keep_reading(self) -> None:
+        """Take in what arrived since the last read, if that was ``_PULL_EVERY`` ago (I/O thread;
+        called between frames and by long handlers): left in the kernel, it would be merged with
+        what arrives later and carry that later arrival time."""
+        if self._arrivals and time.monotonic() - self._pulled_at >= _PULL_EVERY:
+            self._pull()
+
+    def _read(self) -> None:
+        self._pull()
+        received = self._received
+        faults = self.faults
+        while received and self.state == OPEN and faults.reading and not faults.frozen:
+            arrived, data = received.popleft()
+            self._on_bytes(data, arrived)
+        if self._eof:
+            self.close_now()
 
     def _flush(self) -> None:
         out = self.outbuf
