@@ -41,16 +41,19 @@ class CallbackBot:
     """Authorize, read the balance, watch a few spots, buy once, and record the fill of that order.
 
     ``heartbeats_before_trade``: trade only after the server has sent that many heartbeats (proof
-    that the connection is alive).
+    that the connection is alive).  ``status_before_trade``: trade only after the periodic status
+    task has reported the bot watching that many times (proof that it runs beside the callbacks).
     """
 
     def __init__(self, client: Client, client_id: str, secret: str, token: str, account: int,
                  symbol_id: int = 1, spots_before_trade: int = 5, volume: int = 100000,
-                 heartbeats_before_trade: int = 0) -> None:
+                 heartbeats_before_trade: int = 0, status_before_trade: int = 0) -> None:
         self.client = client
         self.client_id, self.secret, self.token, self.account = client_id, secret, token, account
         self.symbol_id, self.spots_before_trade, self.volume = symbol_id, spots_before_trade, volume
         self.heartbeats_before_trade = heartbeats_before_trade
+        self.status_before_trade = status_before_trade
+        self.watching_reports = 0
         self.state = "CONNECTING"
         self.states: list[str] = []
         self.balance: float | None = None
@@ -101,7 +104,7 @@ class CallbackBot:
             if spot.HasField("bid"):
                 self.spots.append(spot.bid / 100000)
             if (len(self.spots) >= self.spots_before_trade and self.heartbeats >= self.heartbeats_before_trade
-                    and not self._traded):
+                    and self.watching_reports >= self.status_before_trade and not self._traded):
                 self._traded = True
                 self._go("ORDERING")
                 future = client.send(ProtoOANewOrderReq(ctidTraderAccountId=self.account, symbolId=self.symbol_id,
@@ -125,7 +128,10 @@ class CallbackBot:
 
     def status(self) -> None:
         """The periodic task (a ``LoopingCall`` in the old bot)."""
-        self.status_lines.append(f"{self.state}: {len(self.spots)} spots, {self.heartbeats} heartbeats")
+        state = self.state
+        self.status_lines.append(f"{state}: {len(self.spots)} spots, {self.heartbeats} heartbeats")
+        if state == "WATCHING":
+            self.watching_reports += 1
 
     # -- running ----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ def test_callback_bot_runs_its_state_machine_to_the_fill() -> None:
             trader = other.request(ProtoOATraderReq(ctidTraderAccountId=account), 10).trader
             expected = trader.balance / 10 ** trader.moneyDigits
         bot = CallbackBot(make_client(sim), sim.client_id, sim.client_secret, sim.access_token, account,
-                          heartbeats_before_trade=1)
+                          heartbeats_before_trade=1, status_before_trade=1)
         assert bot.run(timeout=30), (bot.state, bot.errors)
         # Every step ran, in order: the payloadType comparisons matched (they never did when get_type
         # returned a class, and the bot sat in ACCOUNT_AUTH... without a word).
