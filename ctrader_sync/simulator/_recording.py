@@ -23,8 +23,9 @@ HEARTBEAT = 51
 class Record(NamedTuple):
     """One message on the wire, as the simulator saw it.
 
-    ``time`` is ``time.monotonic()`` when the message was received (``"in"``) or handed to the
-    socket's send buffer (``"out"``).
+    ``time`` is ``time.monotonic()`` when the message arrived (``"in"``: the kernel's receive time
+    on Linux, as the real server counts requests, else when the simulator read it) or was handed
+    to the socket's send buffer (``"out"``).
     """
 
     time: float

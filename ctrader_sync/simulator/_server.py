@@ -60,7 +60,8 @@ class Simulator:
             then one spot event per move.
         heartbeat_interval: seconds between the server's ``ProtoHeartbeatEvent`` (0: none).
         idle_timeout: close a connection after this many seconds without an inbound message (0: never).
-        request_limit: requests per sliding 1 s window per connection (0: no limit).
+        request_limit: requests per sliding 1 s window per connection (0: no limit), counted when
+            they arrived (on Linux the kernel's receive time, however late the simulator reads them).
         historical_limit: historical-data requests per sliding 1 s window per connection (0: no limit).
         max_frame_size: the largest inbound frame body; a bigger one gets ``FRAME_TOO_LONG`` and a
             disconnect (0: no limit).
