@@ -69,9 +69,11 @@ class Outbox:
         self.retry: list[tuple[float, int, Request]] = []
         self.pending: dict[str, Request] = {}
         # Response deadlines: one FIFO per timeout value (deadline = write time + timeout, so each is
-        # in order); entries hold only (deadline, cid), never the request, so answered requests are
-        # freed at once.
-        self.timers: dict[float, deque[tuple[float, str]]] = {}
+        # in order), kept as two parallel deques of deadlines and ids.  They hold neither the
+        # request (answered requests are freed at once) nor a tuple per request: floats and strings
+        # are not tracked by the garbage collector, so writing a request adds nothing that counts
+        # toward a collection.  Answered entries are pruned from the head at each expire().
+        self.timers: dict[float, tuple[deque[float], deque[str]]] = {}
         if per_second:
             self.limiter: SlidingWindowLimiter | None = SlidingWindowLimiter(per_second, 1.0, margin)
             self.hlimiter: SlidingWindowLimiter | None = (
@@ -242,7 +244,9 @@ class Outbox:
         batch: list[Request] = []
         queue, pending, timers = self.queue, self.pending, self.timers
         size = 0
-        fifo_timeout, fifo = None, None
+        fifo_timeout: float | None = None
+        times: deque[float] | None = None
+        cids: deque[str] | None = None
         while queue and size < _MAX_BATCH_BYTES and len(batch) < _MAX_BATCH_FRAMES:
             request = queue.popleft()
             if request._state != "PENDING":  # cancelled (or failed) before being written
@@ -259,10 +263,12 @@ class Outbox:
                     fifo_timeout = request.timeout
                     fifo = timers.get(fifo_timeout)
                     if fifo is None:
-                        fifo = timers[fifo_timeout] = deque()
+                        fifo = timers[fifo_timeout] = (deque(), deque())
                         self.scond.notify_all()
-                assert fifo is not None
-                fifo.append((deadline, request.cid))
+                    times, cids = fifo
+                assert times is not None and cids is not None
+                times.append(deadline)
+                cids.append(request.cid)
             batch.append(request)
             size += len(request.frame)
         return batch
@@ -275,9 +281,10 @@ class Outbox:
         request.deadline = deadline = now + request.timeout
         fifo = self.timers.get(request.timeout)
         if fifo is None:
-            fifo = self.timers[request.timeout] = deque()
+            fifo = self.timers[request.timeout] = (deque(), deque())
             self.scond.notify_all()  # a new timeout value: the supervisor recomputes its wait
-        fifo.append((deadline, request.cid))
+        fifo[0].append(deadline)
+        fifo[1].append(request.cid)
 
     def stamp_written(self, batch: list[Request]) -> None:
         """Count the batch's writes at the time they left, not when they were claimed (under the
@@ -305,19 +312,23 @@ class Outbox:
 
     def expire(self, now: float) -> tuple[list[Request], float]:
         """Pop the written requests whose deadline passed; return them and the wait until the next
-        deadline (at most 1 s)."""
+        deadline (at most 1 s).  Entries of requests already ended are dropped from the head of each
+        FIFO as well, so they do not wait there for their deadline."""
         expired: list[Request] = []
         wait = 1.0
         pending = self.pending
-        for fifo in self.timers.values():
-            while fifo and fifo[0][0] <= now:
-                deadline, cid = fifo.popleft()
-                request = pending.get(cid)
-                if (request is not None and request.written and request.deadline == deadline
-                        and pending.pop(cid, None) is request):  # the reader may have won
-                    expired.append(request)
-            if fifo:
-                wait = min(wait, fifo[0][0] - now)
+        for times, cids in self.timers.values():
+            while times:
+                deadline = times[0]
+                request = pending.get(cids[0])
+                live = request is not None and request.written and request.deadline == deadline
+                if live and deadline > now:
+                    wait = min(wait, deadline - now)
+                    break
+                times.popleft()
+                cid = cids.popleft()
+                if live and pending.pop(cid, None) is request:  # the reader may have won
+                    expired.append(request)  # type: ignore[arg-type]
         return expired, wait
 
     def take_written(self) -> list[Request]:
