@@ -81,7 +81,7 @@ class Inbound:
                     elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
                         pass  # not the answer this request waits for; it still reaches the callbacks
                     elif pending.pop(cid, None) is request:
-                        request._finish(message, None)
+                        request._finish_claimed(message)
             if pt in _SPECIAL_TYPES:
                 specials.append(frame)
         if specials:

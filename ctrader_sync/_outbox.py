@@ -150,12 +150,14 @@ class Outbox:
         with self.wcond:
             self.wcond.notify()
 
-    def cancelled(self, future: RequestFuture) -> None:
-        """A future was cancelled: if it was never written, its id is free again."""
-        with self.lock:
-            request = self.pending.get(future.clientMsgId)
-            if request is future and not future.written:
-                self.pending.pop(future.clientMsgId, None)
+    def cancelled(self, future: RequestFuture) -> bool:
+        """``cancel()`` claims ``future`` (under the lock): its id is free again.  False if a written
+        request was claimed already (by its answer, a timeout or the connection's loss)."""
+        pending = self.pending
+        if pending.get(future.cid) is future:
+            # Only the reader removes entries without the lock, and it only pops.
+            return pending.pop(future.cid, None) is future
+        return not future.written
 
     def retry_later(self, request: Request, delay: float) -> None:
         """Queue a refused (unclaimed) request again, not before ``delay`` seconds (under the lock)."""

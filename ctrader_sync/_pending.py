@@ -55,8 +55,10 @@ class FutureHooks:
     assist: Callable[[RequestFuture, float | None], None]
     """Called by a thread about to wait in ``result()`` (with its deadline): it may read the
     connection itself until the answer is in (see ``_reader.Reader.assist``)."""
-    cancelled: Callable[[RequestFuture], None]
-    """Called (under the client's lock) once ``cancel()`` succeeded: frees an unwritten request's id."""
+    cancelled: Callable[[RequestFuture], bool]
+    """Called (under the client's lock) by ``cancel()`` before anything changes: claims the request
+    from the pending table (which frees its id); False if another remover claimed it first (its
+    answer, a timeout or the connection's loss is ending it), and then ``cancel()`` fails."""
     post: Callable[[Callable[[], Any]], None]
     """Runs a callable on the client's dispatcher thread (done-callbacks never run on I/O threads)."""
 
@@ -185,6 +187,8 @@ class RequestFuture(Future):  # type: ignore[type-arg]
         if hooks is not None and state in (PENDING, RUNNING):
             deadline = None if timeout is None else time.monotonic() + timeout
             hooks.assist(self, deadline)
+            if self._state == FINISHED and self._exception is None:
+                return self._result  # the caller read its own answer (the common case): no lock
             if deadline is not None:
                 timeout = max(0.0, deadline - time.monotonic())
         with self._lock:
@@ -214,7 +218,13 @@ class RequestFuture(Future):  # type: ignore[type-arg]
                     self._done_callbacks = [fn]
                 else:
                     self._done_callbacks.append(fn)
-                return
+                done = False
+            else:
+                done = True
+        if not done:
+            if self._state == FINISHED:  # answered without the lock meanwhile (see _finish_claimed)
+                self._invoke_callbacks()
+            return
         try:
             fn(self)
         except Exception:
@@ -230,14 +240,14 @@ class RequestFuture(Future):  # type: ignore[type-arg]
                 return False
             if state in _CANCELLED:
                 return True
+            if self._hooks is not None and not self._hooks.cancelled(self):
+                return False  # being answered (or failed) right now: see _finish_claimed
             self.cancelled_before_write = state == PENDING
             self._state = CANCELLED_AND_NOTIFIED
             for waiter in self._wl or ():
                 waiter.add_cancelled(self)
             if self._cond is not None:
                 self._cond.notify_all()
-            if self._hooks is not None:
-                self._hooks.cancelled(self)
         self._invoke_callbacks()
         return True
 
@@ -296,6 +306,29 @@ class RequestFuture(Future):  # type: ignore[type-arg]
         if callbacks:
             self._invoke_callbacks()
         return True
+
+    def _finish_claimed(self, result: Any) -> None:
+        """Resolve a request its caller claimed from the pending table (the reader, for a plain
+        answer), without the lock in the common case.
+
+        The claim excludes every other finisher, and ``cancel()`` too (it claims first, under the
+        lock).  Whoever waits makes itself known before it reads the state (``result()`` creates
+        ``_cond``, ``concurrent.futures.wait`` does too, ``add_done_callback`` checks the state
+        again after registering), and this method reads those after writing the state: so either
+        the waiter sees FINISHED, or this sees the waiter and notifies it under the lock.
+        """
+        self._result = result
+        self._state = FINISHED
+        if self._cond is None and not self._wl and self._done_callbacks is None:
+            return
+        with self._lock:
+            for waiter in self._wl or ():
+                waiter.add_result(self)
+            if self._cond is not None:
+                self._cond.notify_all()
+            callbacks = self._done_callbacks
+        if callbacks:
+            self._invoke_callbacks()
 
     def _invoke_callbacks(self) -> None:
         # Done-callbacks run on the client's dispatcher thread, never on the reader.
