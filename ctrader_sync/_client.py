@@ -30,7 +30,7 @@ from ._dispatch import Dispatcher
 from ._events import EventBus, EventHandle, EventStream
 from ._inbound import Inbound
 from ._outbox import Outbox
-from ._pending import FutureHooks, RequestFuture, request_kinds
+from ._pending import REQUEST_KINDS, FutureHooks, RequestFuture
 from ._reader import Reader
 from ._reconnect import RateLimitRetry, ReconnectPolicy
 from ._session import SessionManager, SessionState
@@ -41,17 +41,20 @@ from .errors import ClientClosedError, InvalidRequestError, RequestTimeoutError
 from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
 from .messages.OpenApiMessages_pb2 import ProtoOARefreshTokenRes
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
-from .protobuf import HISTORICAL_PAYLOAD_TYPES, REGISTRY, TYPE_OF, Protobuf
+from .protobuf import HISTORICAL_PAYLOAD_TYPES, Protobuf
 
 __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ClientState", "EventHandle"]
 
 log = logging.getLogger("ctrader_sync")
 
-_TRADING = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "ProtoOAAmendOrderReq",
-                      "ProtoOAAmendPositionSLTPReq", "ProtoOAClosePositionReq"})
-_KINDS = request_kinds(REGISTRY, TYPE_OF[ProtoHeartbeatEvent], _TRADING)
 _client_numbers = itertools.count(1)
 _INF = float("inf")
+
+
+def _forward(unit: str, name: str, doc: str) -> Any:
+    """A setting kept by one unit, read and written through the client (changes apply at once)."""
+    return property(lambda self: getattr(getattr(self, unit), name),
+                    lambda self, value: setattr(getattr(self, unit), name, value), doc=doc)
 
 
 class Client:
@@ -122,9 +125,6 @@ class Client:
         self.port = int(port)
         self.connect_timeout = float(connect_timeout)
         self.response_timeout = float(response_timeout)
-        self.heartbeat_interval = float(heartbeat_interval or 0.0)
-        self.receive_timeout = float(receive_timeout or 0.0)
-        self.reconnect = reconnect
         self.server_hostname = server_hostname
         self.max_frame_size = max_frame_size
         self.max_pending = max_pending
@@ -142,17 +142,16 @@ class Client:
         self._outbox = outbox = Outbox(number, max_pending, numberOfMessagesToSendPerSecond, historical_per_second,
                                        rate_limit_margin, HISTORICAL_PAYLOAD_TYPES, self._encoder.encode)
         self._lock = outbox.lock
-        self._writer = Writer(outbox, self._encoder.encode(ProtoHeartbeatEvent()), self.heartbeat_interval)
+        self._writer = Writer(outbox, self._encoder.encode(ProtoHeartbeatEvent()), float(heartbeat_interval or 0.0))
         self._sessions = SessionManager(outbox.lock, self.request, self.send, self._send_priority,
                                         self.response_timeout)
         self._inbound = Inbound(outbox, self.rate_limit_retry,
-                                self._sessions.answered, self._sessions.events, self._bus.post,
-                                self._bus.wants_events)
+                                self._sessions.answered, self._sessions.events, self._bus.post)
         self._reader = Reader(self._inbound.handle, outbox.wake_writer, self._writer.flush_from_caller, where)
         self._supervisor = Supervisor(
             outbox, self._reader.attach, self._sessions.recover, self._bus.connected, self._bus.disconnected,
             host=host, port=self.port, ssl_context=self._ssl_context, server_hostname=server_hostname,
-            connect_timeout=self.connect_timeout, receive_timeout=self.receive_timeout,
+            connect_timeout=self.connect_timeout, receive_timeout=float(receive_timeout or 0.0),
             reconnect=reconnect, codec=lambda: protocol(max_frame_size=max_frame_size))
         self._hooks = FutureHooks(self._reader.assist, outbox.cancelled, self._dispatcher.post)
         # Hot path of send(): the outbox's id counter, sequence and admission, looked up once.
@@ -162,6 +161,10 @@ class Client:
         self._threads: list[threading.Thread] = []
 
     # -- configuration ----------------------------------------------------------------------
+
+    heartbeat_interval = _forward("_writer", "heartbeat_interval", "Seconds without a write before a heartbeat.")
+    receive_timeout = _forward("_supervisor", "receive_timeout", "Seconds of silence after which the peer is dead.")
+    reconnect = _forward("_supervisor", "reconnect", "The :class:`ReconnectPolicy`, or ``None`` to never reconnect.")
 
     def __repr__(self) -> str:
         return f"<ctrader_sync.Client {self.host}:{self.port} {self._supervisor.state.value}>"
@@ -317,11 +320,11 @@ class Client:
         ``AuthenticationError``) for an error answer, ``RequestTimeoutError`` when no answer comes in
         time, ``ConnectionLostError`` when the connection drops after the request was written.
         """
-        kind = _KINDS.get(type(message))
+        kind = REQUEST_KINDS.get(type(message))
         if kind is None:
             if isinstance(message, (int, str)):
                 message = Protobuf.get(message, **fields)
-                kind = _KINDS.get(type(message))
+                kind = REQUEST_KINDS.get(type(message))
             if kind is None:
                 raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
                                           "or a ProtoHeartbeatEvent")
@@ -417,7 +420,7 @@ class Client:
 
     def _send_priority(self, message: Message, timeout: float | None = None) -> RequestFuture:
         """Send a session request that is written before ordinary requests (used during recovery)."""
-        pt, expect = _KINDS[type(message)]
+        pt, expect = REQUEST_KINDS[type(message)]
         cid = self._id_prefix + str(next(self._ids))
         request = future = RequestFuture(cid, pt, self._lock, self._hooks, self._encoder.encode(message, cid),
                                          expect, pt in HISTORICAL_PAYLOAD_TYPES, timeout or self.response_timeout,

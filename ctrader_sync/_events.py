@@ -52,6 +52,7 @@ class EventBus:
     def __init__(self, client: object, dispatcher: Dispatcher) -> None:
         self._client = client
         self._dispatcher = dispatcher
+        # Serializes registrations (the handler table is replaced, never changed in place); a leaf.
         self._lock = threading.Lock()
         self.on_connected: Callable[[Any], Any] | None = None
         self.on_disconnected: Callable[[Any, BaseException], Any] | None = None
@@ -61,10 +62,6 @@ class EventBus:
         """True while any message callback is registered (else received frames are not posted)."""
         self.closed = False
         """Set when the client closes: event streams end."""
-
-    def wants_events(self) -> bool:
-        """Whether received messages must be posted to the dispatcher."""
-        return self.wanted
 
     def set_message_callback(self, callback: Callable[[Any, Message], Any] | None) -> None:
         """The old SDK's ``setMessageReceivedCallback``."""
@@ -95,8 +92,10 @@ class EventBus:
             self.wanted = bool(handlers) or self._on_message is not None
 
     def post(self, frames: list[Any]) -> None:
-        """Hand one read's frames to the dispatcher (one item; counted per event)."""
-        self._dispatcher.post_events(self._deliver, frames)
+        """Hand one read's frames to the dispatcher (one item; counted per event), if any callback
+        wants them."""
+        if self.wanted:
+            self._dispatcher.post_events(self._deliver, frames)
 
     def connected(self) -> None:
         """A connection is up: run the connected callback (if any) on the dispatcher thread."""
@@ -150,7 +149,7 @@ class EventStream:
         self.dropped = 0
         """Events dropped because the reader fell ``maxsize`` behind."""
         self._items: deque[Message] = deque()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards _items, _closed and dropped; a leaf
         self._closed = False
         self._bus = bus
         self._handles: list[EventHandle] = [bus.on(t, self._put) for t in types] if types else [

@@ -49,7 +49,7 @@ class Inbound:
     def __init__(self, outbox: Outbox, retry: RateLimitRetry,
                  session_answered: Callable[[int, Any], None],
                  session_events: Callable[[list[Any]], None],
-                 post_events: Callable[[list[Any]], None], wants_events: Callable[[], bool]) -> None:
+                 post_events: Callable[[list[Any]], None]) -> None:
         self._outbox = outbox
         self._pending = outbox.pending
         self._lock = outbox.lock
@@ -57,7 +57,6 @@ class Inbound:
         self._session_answered = session_answered
         self._session_events = session_events
         self._post_events = post_events
-        self._wants_events = wants_events
 
     def handle(self, link: Link, frames: list[Any]) -> None:
         """Match answers to their requests and hand every message to the callbacks.
@@ -86,8 +85,7 @@ class Inbound:
                 specials.append(frame)
         if specials:
             self._session_events(specials)
-        if self._wants_events():
-            self._post_events(frames)
+        self._post_events(frames)
         for pt, _, message in specials:
             if pt == _CLIENT_DISCONNECT_EVENT:
                 reason = getattr(message, "reason", "") or "no reason given"

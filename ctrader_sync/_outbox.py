@@ -54,9 +54,12 @@ class Outbox:
 
     def __init__(self, number: int, max_pending: int, per_second: int | None, historical_per_second: int | None,
                  margin: float, historical: frozenset[int], encode: Callable[[Any, str], bytes]) -> None:
+        # The core lock: guards every field below (a plain answer is popped from ``pending``
+        # without it), the futures' states, Link.ready/lost, the supervisor's and the session's
+        # state.  Taken after the read token; the TLS, dispatcher and reader-park locks after it.
         self.lock = threading.RLock()
-        self.wcond = threading.Condition(self.lock)
-        self.scond = threading.Condition(self.lock)
+        self.wcond = threading.Condition(self.lock)  # wakes the writer
+        self.scond = threading.Condition(self.lock)  # wakes the supervisor and wait_connected()
         self.max_pending = max_pending
         self.historical = historical
         self._encode = encode
@@ -144,6 +147,15 @@ class Outbox:
                 self.writer_waiting = False  # one notify per wait is enough
                 self.wcond.notify()
             return None
+
+    def attach(self, link: Link) -> None:
+        """A new connection is the current one (under the lock).  The limits are per connection
+        (the server's budget starts afresh), so the limiters forget the old connection's writes."""
+        self.link = link
+        self.last_write = time.monotonic()
+        for limiter in (self.limiter, self.hlimiter):
+            if limiter is not None:
+                limiter.reset()
 
     def wake_writer(self) -> None:
         """Wake the writer thread (TLS has bytes of its own to send, e.g. a key update)."""

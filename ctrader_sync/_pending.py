@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures._base import (  # the states are part of Future's documented life cycle
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
@@ -34,7 +34,11 @@ from concurrent.futures._base import (  # the states are part of Future's docume
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "FutureHooks", "Request", "RequestFuture"]
+from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
+from .protobuf import REGISTRY, TYPE_OF
+
+__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks", "Request",
+           "RequestFuture"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -273,12 +277,23 @@ class RequestFuture(Future):  # type: ignore[type-arg]
         return False
 
     def set_result(self, result: Any) -> None:
-        """Resolve the future (for completeness; the client uses :meth:`_resolve`)."""
-        self._resolve(result)
+        """Resolve the future (as ``concurrent.futures.Future.set_result``; the client itself uses
+        :meth:`_resolve`, which never raises).
+
+        Raises:
+            concurrent.futures.InvalidStateError: the future is already done or cancelled.
+        """
+        if not self._resolve(result):
+            raise InvalidStateError(f"{self._state}: {self!r}")
 
     def set_exception(self, exception: BaseException | None) -> None:
-        """Fail the future (for completeness; the client uses :meth:`_fail`)."""
-        self._fail(exception or RuntimeError("no exception given"))
+        """Fail the future (as ``concurrent.futures.Future.set_exception``).
+
+        Raises:
+            concurrent.futures.InvalidStateError: the future is already done or cancelled.
+        """
+        if not self._fail(exception or RuntimeError("no exception given")):
+            raise InvalidStateError(f"{self._state}: {self!r}")
 
     def _resolve(self, result: Any) -> bool:
         """Set the result unless cancelled or done; True if it was set."""
@@ -368,3 +383,10 @@ def request_kinds(registry: dict[int, type[Any]], heartbeat: int,
         elif pt == heartbeat:
             kinds[cls] = (pt, EXPECT_NOTHING)
     return kinds
+
+
+TRADING_REQUESTS = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "ProtoOAAmendOrderReq",
+                              "ProtoOAAmendPositionSLTPReq", "ProtoOAClosePositionReq"})
+"""Requests answered by the first ``ProtoOAExecutionEvent`` carrying their ``clientMsgId``."""
+REQUEST_KINDS = request_kinds(REGISTRY, TYPE_OF[ProtoHeartbeatEvent], TRADING_REQUESTS)
+"""Message class -> (payload type, what answers it), for ``send()``."""

@@ -10,8 +10,10 @@ Two kinds of thread read a link, one at a time (whoever holds the **read token**
   next caller of a request/answer loop finds the token free.
 
 Decoded frames go up through ``handle(link, frames)`` (inbound routing), handed to the reader when
-it was built; a broken stream ends the link (:meth:`Link.lose`); TLS bytes to send (a key update)
-wake the writer through ``wake_writer``.
+it was built; a broken stream ends the link (:meth:`Link.lose`) with the reason: a
+``ProtocolError`` for bytes that break the framing, ``TruncatedStreamError`` when the peer closed
+the stream inside a frame, ``ConnectionLostError`` for any other end; TLS bytes to send (a key
+update) wake the writer through ``wake_writer``.
 
 Locks: the read token (held while reading; the core lock may be taken under it, never the
 reverse); ``_park`` (a condition the parked reader thread waits on; guards ``_link`` and
@@ -32,7 +34,7 @@ from typing import Any
 from ._link import Link
 from ._pending import RequestFuture
 from ._tls import Interrupted
-from .errors import ConnectionLostError, ProtocolError
+from .errors import ConnectionLostError, ProtocolError, TruncatedStreamError
 
 __all__ = ["Reader"]
 
@@ -65,9 +67,11 @@ class Reader:
         """The client's own threads: they never read for themselves (set once they started)."""
         self._link: Link | None = None
         self._stopping = False
-        self._read_token = threading.Lock()  # held by whoever reads the link
-        self._park = threading.Condition(threading.Lock())
-        self._lead_lock = threading.Lock()
+        # Held by whoever reads the link (one reader at a time, so the stream is decoded in
+        # order); the core lock may be taken under it, never the reverse.
+        self._read_token = threading.Lock()
+        self._park = threading.Condition(threading.Lock())  # guards _link, _stopping; a leaf
+        self._lead_lock = threading.Lock()  # guards _leading (one caller leads); a leaf
         self._leading = False
         self._lead_end = 0.0
         self._yield_r, self._yield_w = socket.socketpair()
@@ -147,7 +151,12 @@ class Reader:
         try:
             data = tls.recv_nowait()
         except EOFError as exc:
-            link.lose(ConnectionLostError(str(exc)))
+            reason: BaseException = ConnectionLostError(str(exc))
+            try:
+                link.codec.eof()  # the stream must not end inside a frame
+            except TruncatedStreamError as truncated:
+                reason = TruncatedStreamError(f"{truncated}: {exc}")
+            link.lose(reason)
             return False
         except (OSError, ssl.SSLError) as exc:
             if not link.lost:

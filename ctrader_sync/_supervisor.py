@@ -199,9 +199,8 @@ class Supervisor:
                     tls.close()
                     return
                 self.connections += 1
-                self._outbox.link = link
+                self._outbox.attach(link)
                 self.last_error = None
-                self._outbox.last_write = time.monotonic()
                 self._set(ClientState.RECOVERING)
                 self._attach(link)
                 self._scond.notify_all()

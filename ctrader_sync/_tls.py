@@ -37,10 +37,14 @@ def _select(rlist: list[socket.socket], wlist: list[socket.socket],
 
 
 def default_ssl_context() -> ssl.SSLContext:
-    """A client context that verifies the server: certifi's CA bundle, hostname check, TLS >= 1.2."""
+    """The TLS settings the client and :class:`~ctrader_sync.Auth` use by default (one definition).
+
+    Certificates are verified against the ``certifi`` CA bundle, the host name is checked, and
+    protocol versions older than TLS 1.2 are refused.
+    """
     import certifi
 
-    context = ssl.create_default_context(cafile=certifi.where())
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=certifi.where())
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
@@ -82,6 +86,8 @@ class TLSConnection:
         self._in = incoming
         self._out = outgoing
         self._wake = wake
+        # Guards the SSLObject and its BIOs, held only for in-memory calls (never for socket I/O,
+        # never while taking another lock): a leaf.
         self._lock = threading.Lock()
         self._closed = False
         self.flush_needed = False

@@ -152,14 +152,14 @@ class Protobuf:
         return dict(_BY_TYPE)
 
 
-HISTORICAL_PAYLOAD_TYPES = frozenset({
-    2137,  # ProtoOAGetTrendbarsReq
-    2145,  # ProtoOAGetTickDataReq
-    2133,  # ProtoOADealListReq
-    2143,  # ProtoOACashFlowHistoryListReq
-    2179,  # ProtoOADealListByPositionIdReq
-    2175,  # ProtoOAOrderListReq
-})
+HISTORICAL_PAYLOAD_TYPES = frozenset(_TYPE_OF[cls] for cls in (
+    OpenApiMessages_pb2.ProtoOAGetTrendbarsReq,
+    OpenApiMessages_pb2.ProtoOAGetTickDataReq,
+    OpenApiMessages_pb2.ProtoOADealListReq,
+    OpenApiMessages_pb2.ProtoOACashFlowHistoryListReq,
+    OpenApiMessages_pb2.ProtoOADealListByPositionIdReq,
+    OpenApiMessages_pb2.ProtoOAOrderListReq,
+))
 """Historical-data requests: they count against the 5/s limit as well as the general 50/s one (the
 first three per the API documentation, the others assumed; the client and the simulator share this)."""
 
