@@ -330,19 +330,24 @@ class Outbox:
         FIFO as well, so they do not wait there for their deadline."""
         expired: list[Request] = []
         wait = 1.0
-        pending = self.pending
+        get = self.pending.get
         for times, cids in self.timers.values():
-            while times:
+            drop_time, drop_cid = times.popleft, cids.popleft
+            while cids:
+                request = get(cids[0])
+                if request is None:  # answered: the common case, kept short
+                    drop_time()
+                    drop_cid()
+                    continue
                 deadline = times[0]
-                request = pending.get(cids[0])
-                live = request is not None and request.written and request.deadline == deadline
-                if live and deadline > now:
-                    wait = min(wait, deadline - now)
-                    break
-                times.popleft()
-                cid = cids.popleft()
-                if live and pending.pop(cid, None) is request:  # the reader may have won
-                    expired.append(request)  # type: ignore[arg-type]
+                if request._written and request.deadline == deadline:
+                    if deadline > now:
+                        wait = min(wait, deadline - now)
+                        break
+                    if self.pending.pop(request.cid, None) is request:  # the reader may have won
+                        expired.append(request)
+                drop_time()
+                drop_cid()
         return expired, wait
 
     def take_written(self) -> list[Request]:
