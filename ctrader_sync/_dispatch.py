@@ -54,7 +54,9 @@ class Dispatcher:
         """Queue ``fn(events)`` as one item (one wake-up for a whole read); events beyond the limit
         (the newest ones) are dropped and counted."""
         dropped = 0
-        with self._cond:
+        cond = self._cond
+        cond.acquire()  # not ``with``: half the interpreter's cost, once per read
+        try:
             if self._stopping:
                 return
             room = self.max_events - self._events
@@ -64,7 +66,9 @@ class Dispatcher:
             if events:
                 self._events += len(events)
                 self._items.append((fn, (events,), len(events)))
-                self._cond.notify()
+                cond.notify()
+        finally:
+            cond.release()
         if dropped:
             before = self.dropped
             self.dropped += dropped

@@ -103,7 +103,9 @@ class Outbox:
 
     def enqueue(self, request: Request, generated: bool = True) -> Link | None:
         """Register and queue a request; return the link if the caller must write it inline."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # not ``with``: half the interpreter's cost, once per request
+        try:
             if self.refusal is not None:
                 raise self.refusal()
             pending = self.pending
@@ -147,6 +149,8 @@ class Outbox:
                 self.writer_waiting = False  # one notify per wait is enough
                 self.wcond.notify()
             return None
+        finally:
+            lock.release()
 
     def attach(self, link: Link) -> None:
         """A new connection is the current one (under the lock).  The limits are per connection
