@@ -156,6 +156,7 @@ class Client:
         self._hooks = FutureHooks(self._reader.assist, outbox.cancelled, self._dispatcher.post)
         # Hot path of send(): the outbox's id counter, sequence and admission, looked up once.
         self._ids, self._id_prefix, self._seq = outbox.ids, outbox.id_prefix, outbox.seq
+        self._encode = self._encoder.encode
         self._enqueue = outbox.enqueue
         self._write_inline = self._writer.write_inline
         self._threads: list[threading.Thread] = []
@@ -321,6 +322,23 @@ class Client:
         time, ``ConnectionLostError`` when the connection drops after the request was written.
         """
         kind = REQUEST_KINDS.get(type(message))
+        if kind is None or fields or timeout is not None or responseTimeoutInSeconds is not None:
+            message, kind, wait = self._send_arguments(message, kind, timeout, responseTimeoutInSeconds, fields)
+        else:  # the common case: a request message, default timeout (kept short: once per request)
+            wait = self.response_timeout
+        pt, expect = kind
+        # A generated id that a user id already took is replaced in _enqueue (under the lock).
+        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else str(clientMsgId)
+        request = RequestFuture(cid, pt, self._lock, self._hooks, self._encode(message, cid),  # type: ignore[arg-type]
+                                expect, pt in HISTORICAL_PAYLOAD_TYPES, wait, next(self._seq), message)
+        inline = self._enqueue(request, clientMsgId is None)
+        if inline is not None:
+            self._write_inline(inline, [request])
+        return request
+
+    def _send_arguments(self, message: Message | int | str, kind: tuple[int, int] | None, timeout: float | None,
+                        old_timeout: float | None, fields: dict[str, Any]) -> tuple[Message, tuple[int, int], float]:
+        """``send()``'s less common arguments: a payload type with fields, an explicit timeout."""
         if kind is None:
             if isinstance(message, (int, str)):
                 message = Protobuf.get(message, **fields)
@@ -330,24 +348,16 @@ class Client:
                                           "or a ProtoHeartbeatEvent")
         elif fields:
             raise TypeError("field keywords are only accepted with a payload type number or name")
-        pt, expect = kind
         if timeout is None:
-            timeout = responseTimeoutInSeconds
+            timeout = old_timeout
         if timeout is None:
             wait = self.response_timeout
         elif 0 < timeout < _INF:
             wait = float(timeout)
         else:
             raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        # A generated id that a user id already took is replaced in _enqueue (under the lock).
-        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else str(clientMsgId)
-        request = future = RequestFuture(cid, pt, self._lock, self._hooks,
-                                         self._encoder.encode(message, cid),  # type: ignore[arg-type]
-                                         expect, pt in HISTORICAL_PAYLOAD_TYPES, wait, next(self._seq), message)
-        inline = self._enqueue(request, generated=clientMsgId is None)
-        if inline is not None:
-            self._write_inline(inline, [request])
-        return future
+        assert not isinstance(message, (int, str))
+        return message, kind, wait
 
     def request(self, message: Message | int | str, timeout: float | None = None, **fields: Any) -> Any:
         """Send and wait: ``send(message, ...).result()``, with ``timeout`` for both queueing and answer.
