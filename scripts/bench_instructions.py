@@ -261,10 +261,17 @@ def _functions(path: Path) -> dict[str, int]:
 
 
 def run_side(side: str, server: bench.Server, mode: str, workdir: Path, timeout: float,
-             extra: list[str]) -> dict[str, Any]:
-    """Run one side under callgrind; return its parts (label, ops, gc counts, instructions, file)."""
-    out = workdir / f"{side}.cg"
-    parts_file = workdir / f"{side}.parts.json"
+             extra: list[str], repeat: int = 1) -> list[dict[str, Any]]:
+    """Run one side under callgrind ``repeat`` times; return each run's parts (label, ops, gc
+    counts, instructions, file)."""
+    return [_run_side_once(f"{side}{'' if i == 0 else i + 1}", side, server, mode, workdir, timeout, extra)
+            for i in range(repeat)]
+
+
+def _run_side_once(name: str, side: str, server: bench.Server, mode: str, workdir: Path, timeout: float,
+                   extra: list[str]) -> dict[str, Any]:
+    out = workdir / f"{name}.cg"
+    parts_file = workdir / f"{name}.parts.json"
     data = {k: getattr(server, k) for k in ("host", "port", "ca_file", "client_id", "client_secret",
                                             "access_token", "account_ids")}
     cmd = ["valgrind", "--tool=callgrind", "--dump-before=os_getppid", f"--callgrind-out-file={out}",
@@ -272,15 +279,15 @@ def run_side(side: str, server: bench.Server, mode: str, workdir: Path, timeout:
            "--server", json.dumps(data), "--parts", str(parts_file)]
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(bench.ROOT)}
     start = time.monotonic()
-    progress(f"{side}: running under callgrind")
+    progress(f"{name}: running under callgrind")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(bench.ROOT))
     if proc.returncode != 0:
-        raise RuntimeError(f"{side} child failed ({proc.returncode}): {proc.stderr[-3000:]}")
+        raise RuntimeError(f"{name} child failed ({proc.returncode}): {proc.stderr[-3000:]}")
     parts = json.loads(parts_file.read_text())
     for i, part in enumerate(parts, 1):
         part["file"] = str(out) + f".{i}"
         part["instructions"] = _totals(Path(part["file"]))
-    progress(f"{side}: done in {time.monotonic() - start:.0f} s")
+    progress(f"{name}: done in {time.monotonic() - start:.0f} s")
     return {"parts": parts}
 
 
@@ -327,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N functions per op")
     parser.add_argument("--keep", type=Path, help="keep the callgrind files in this directory")
     parser.add_argument("--side", choices=("both", *SIDES), default="both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side; the median run is reported")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per side")
     parser.add_argument("--callgrind-arg", action="append", default=[], metavar="ARG",
                         help="an extra valgrind option, e.g. --callgrind-arg=--separate-threads=yes")
@@ -348,19 +356,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with bench.simulator(FLOOD[mode]) as server, ThreadPoolExecutor(len(sides)) as pool:
             futures = {side: pool.submit(run_side, side, server, mode, workdir, args.timeout,
-                                             args.callgrind_arg) for side in sides}
+                                             args.callgrind_arg, args.repeat) for side in sides}
             for side, future in futures.items():
                 results[side] = future.result()
     finally:
         bench._kill_children()
     rows: dict[str, Any] = {}
     for w in WORKLOADS:
-        row: dict[str, Any] = {s: per_op(results[s]["parts"], w) for s in sides}
-        for s in sides:  # the split by thread: the caller's thread is repeatable, the rest is timer-driven too
-            r = row[s]
-            split = dict(profile(r["files"], r["ops"][1] - r["ops"][0], 0))
-            r["main_thread_per_op"] = split["[main thread]"]
-            r["other_threads_per_op"] = split["[other threads]"]
+        row: dict[str, Any] = {}
+        for s in sides:
+            runs = [per_op(run["parts"], w) for run in results[s]]
+            for r in runs:  # the split by thread: the caller's thread, and the client's own threads
+                split = dict(profile(r["files"], r["ops"][1] - r["ops"][0], 0))
+                r["main_thread_per_op"] = split["[main thread]"]
+                r["other_threads_per_op"] = split["[other threads]"]
+            runs.sort(key=lambda r: r["instructions_per_op"])
+            row[s] = dict(runs[(len(runs) - 1) // 2])  # the median run (the lower middle one for even counts)
+            row[s]["runs"] = [r["instructions_per_op"] for r in runs]
         if len(sides) == 2:
             row["ratio"] = row["sdk"]["instructions_per_op"] / row["raw"]["instructions_per_op"]
             row["target"] = TARGETS[w]
@@ -397,6 +409,9 @@ def table(rows: dict[str, Any], sides: tuple[str, ...]) -> str:
         line += "   " + ", ".join("/".join(f"{g:g}" for g in row[s]["gc_per_100k_ops"]) for s in sides)
         if "sdk" in row:
             line += f"   {row['sdk']['main_thread_per_op']:,.0f} + {row['sdk']['other_threads_per_op']:,.0f}"
+            if len(row["sdk"]["runs"]) > 1:
+                line += "   runs: " + ", ".join(f"{s}: {min(row[s]['runs']):,.0f}-{max(row[s]['runs']):,.0f}"
+                                         for s in sides)
         lines.append(line)
     return "\n".join(lines)
 
