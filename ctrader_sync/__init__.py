@@ -28,6 +28,8 @@ from .errors import (
     InvalidRequestError,
     MessageDecodeError,
     OrderError,
+    OrderNotPlacedError,
+    OrderOutcomeUnknownError,
     ProtocolError,
     QueueFullError,
     RateLimitError,
@@ -35,6 +37,7 @@ from .errors import (
     ServerError,
     TruncatedStreamError,
     UnknownPayloadTypeError,
+    UnknownSymbolError,
 )
 
 __version__ = "0.1.0"
@@ -53,6 +56,8 @@ _LAZY = {
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
     "EventStream": "._events",
+    "every": ".timers",
+    "Every": ".timers",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._supervisor import ClientState
     from .auth import Auth
     from .protobuf import Protobuf
+    from .timers import Every, every
 
 
 def __getattr__(name: str) -> Any:
@@ -94,11 +100,14 @@ __all__ = [
     "ConnectionLostError",
     "EndPoints",
     "EventStream",
+    "Every",
     "Frame",
     "FrameTooLargeError",
     "InvalidRequestError",
     "MessageDecodeError",
     "OrderError",
+    "OrderNotPlacedError",
+    "OrderOutcomeUnknownError",
     "Protobuf",
     "ProtocolError",
     "QueueFullError",
@@ -110,5 +119,7 @@ __all__ = [
     "TcpProtocol",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
+    "UnknownSymbolError",
     "__version__",
+    "every",
 ]

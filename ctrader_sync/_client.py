@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
@@ -38,10 +38,13 @@ from ._supervisor import ClientState, Supervisor
 from ._tls import client_ssl_context
 from ._writer import Writer
 from .errors import ClientClosedError, InvalidRequestError, RequestTimeoutError
-from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
+from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent, ProtoMessage
 from .messages.OpenApiMessages_pb2 import ProtoOARefreshTokenRes
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
 from .protobuf import HISTORICAL_PAYLOAD_TYPES, Protobuf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .toolkit import Account
 
 __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ClientState", "EventHandle"]
 
@@ -178,18 +181,28 @@ class Client:
         """Call ``callback(client, reason)`` once per lost connection; ``reason`` is the exception."""
         self._bus.on_disconnected = callback
 
-    def setMessageReceivedCallback(self, callback: Callable[[Client, Message], Any] | None) -> None:
-        """Call ``callback(client, message)`` for every message received (extracted, in order)."""
+    def setMessageReceivedCallback(self, callback: Callable[[Client, ProtoMessage], Any] | None) -> None:
+        """Call ``callback(client, envelope)`` on the dispatcher thread for every message received, in
+        order, heartbeats included, as the old SDK did.
+
+        ``envelope`` is the ``ProtoMessage`` as it came on the wire: ``payloadType``,
+        ``clientMsgId`` (``""`` when the server sent none) and ``payload`` (the inner message's
+        bytes); ``Protobuf.extract(envelope)`` gives the inner message.  :meth:`on`,
+        :meth:`events` and futures give extracted messages.
+        """
         self._bus.set_message_callback(callback)
 
-    def on(self, message_type: type[Message] | int | str | None,
-           callback: Callable[[Message], Any]) -> EventHandle:
+    def on(self, message_type: type[Message] | int | str | None, callback: Callable[[Any], Any], *,
+           envelope: bool = False) -> EventHandle:
         """Call ``callback(message)`` on the dispatcher thread for every received message of a type.
 
         ``message_type`` is a message class, a payload type number or name, or ``None`` for all
-        messages.  Returns a handle whose ``remove()`` unregisters the callback.
+        messages.  With ``envelope=True`` the callback receives the ``ProtoMessage`` envelope
+        instead (``payloadType``, ``clientMsgId``, ``payload``): the way to tell which request a
+        later event belongs to, e.g. ``ORDER_FILLED`` after the ``ORDER_ACCEPTED`` a new order's
+        future resolved to.  Returns a handle whose ``remove()`` unregisters the callback.
         """
-        return self._bus.on(message_type, callback)
+        return self._bus.on(message_type, callback, envelope)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -229,6 +242,11 @@ class Client:
         """True while a connection is up and its session recovered."""
         link = self._outbox.link
         return link is not None and link.ready
+
+    @property
+    def isConnected(self) -> bool:
+        """Old-SDK name of :attr:`is_connected`."""
+        return self.is_connected
 
     @property
     def connection_count(self) -> int:
@@ -341,13 +359,22 @@ class Client:
         """``send()``'s less common arguments: a payload type with fields, an explicit timeout."""
         if kind is None:
             if isinstance(message, (int, str)):
-                message = Protobuf.get(message, **fields)
-                kind = REQUEST_KINDS.get(type(message))
+                built: Message = Protobuf.get(message, **fields)
+                message = built
+                kind = REQUEST_KINDS.get(type(built))
             if kind is None:
                 raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
                                           "or a ProtoHeartbeatEvent")
         elif fields:
-            raise TypeError("field keywords are only accepted with a payload type number or name")
+            # The old SDK ignored keywords given with a message object (ConsoleSample passes
+            # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
+            # ignored here too; a real value would be silently dropped, so it is refused.
+            given = sorted(k for k, v in fields.items() if v is not None)
+            if given:
+                raise TypeError(
+                    f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
+                    "only applied with a payload type number or name; set them on the message object "
+                    "(the old SDK silently ignored them here)")
         if timeout is None:
             timeout = old_timeout
         if timeout is None:
@@ -414,9 +441,19 @@ class Client:
         """The session kept for recovery (``None`` before :meth:`login`); for diagnostics."""
         return self._sessions.state
 
+    def account(self, ctidTraderAccountId: int | None = None) -> Account:
+        """The toolkit's :class:`~ctrader_sync.toolkit.Account` for one trading account (by default
+        the only one authorized through :meth:`login`); the same object on every call."""
+        from .toolkit import account_of
+
+        return account_of(self, ctidTraderAccountId)
+
     def events(self, *types: type[Message] | int | str, maxsize: int = 10_000,
-               timeout: float | None = None) -> EventStream:
+               timeout: float | None = None, envelope: bool = False) -> EventStream:
         """A blocking iterator over received messages of ``types`` (all messages if none given).
+
+        With ``envelope=True`` it yields ``ProtoMessage`` envelopes (``payloadType``,
+        ``clientMsgId``, ``payload``) instead of extracted messages.
 
         Use it as a context manager so the subscription ends with the block::
 
@@ -426,7 +463,7 @@ class Client:
 
         When ``maxsize`` events wait unread, the oldest is dropped and counted in ``dropped``.
         """
-        return EventStream(self._bus, types, maxsize, timeout)
+        return EventStream(self._bus, types, maxsize, timeout, envelope)
 
     def _send_priority(self, message: Message, timeout: float | None = None) -> RequestFuture:
         """Send a session request that is written before ordinary requests (used during recovery)."""

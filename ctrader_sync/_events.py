@@ -20,12 +20,22 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from ._codec import envelope_of
 from ._dispatch import Dispatcher
 from .protobuf import Protobuf
 
 __all__ = ["EventBus", "EventHandle", "EventStream"]
 
 log = logging.getLogger("ctrader_sync")
+
+
+class _WantsEnvelope:
+    """A callback registered with ``on(..., envelope=True)``: it receives the ``ProtoMessage``."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[Any], Any]) -> None:
+        self.callback = callback
 
 
 class EventHandle:
@@ -56,28 +66,37 @@ class EventBus:
         self._lock = threading.Lock()
         self.on_connected: Callable[[Any], Any] | None = None
         self.on_disconnected: Callable[[Any, BaseException], Any] | None = None
-        self._on_message: Callable[[Any, Message], Any] | None = None
+        self._on_message: Callable[[Any, Any], Any] | None = None
         self._handlers: dict[int | None, list[Callable[..., Any]]] = {}
         self.wanted = False
         """True while any message callback is registered (else received frames are not posted)."""
+        self._envelopes = False  # some callback wants ProtoMessage envelopes (see _deliver)
         self.closed = False
         """Set when the client closes: event streams end."""
 
-    def set_message_callback(self, callback: Callable[[Any, Message], Any] | None) -> None:
-        """The old SDK's ``setMessageReceivedCallback``."""
+    def set_message_callback(self, callback: Callable[[Any, Any], Any] | None) -> None:
+        """The old SDK's ``setMessageReceivedCallback``: ``callback(client, envelope)``."""
         with self._lock:
             self._on_message = callback
             self.wanted = bool(self._handlers) or callback is not None
+            self._envelopes = callback is not None or self._wants_envelopes(self._handlers)
 
-    def on(self, message_type: type[Message] | int | str | None, callback: Callable[[Message], Any]) -> EventHandle:
+    @staticmethod
+    def _wants_envelopes(handlers: dict[int | None, list[Callable[..., Any]]]) -> bool:
+        return any(isinstance(c, _WantsEnvelope) for callbacks in handlers.values() for c in callbacks)
+
+    def on(self, message_type: type[Message] | int | str | None, callback: Callable[[Any], Any],
+           envelope: bool = False) -> EventHandle:
         """See :meth:`Client.on`."""
         key = None if message_type is None else (
             Protobuf.payload_type(message_type) if isinstance(message_type, type) else
-            Protobuf.payload_type(Protobuf.get_type(message_type)))
+            Protobuf.get_type(message_type))
+        stored: Callable[..., Any] = _WantsEnvelope(callback) if envelope else callback  # type: ignore[assignment]
         with self._lock:
-            self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), callback]}
+            self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), stored]}
             self.wanted = True
-        return EventHandle(self, key, callback)
+            self._envelopes = self._envelopes or envelope
+        return EventHandle(self, key, stored)
 
     def remove(self, key: int | None, callback: Callable[..., Any]) -> None:
         """Unregister ``callback`` for ``key`` (see :class:`EventHandle`)."""
@@ -90,6 +109,7 @@ class EventBus:
                 handlers.pop(key, None)
             self._handlers = handlers
             self.wanted = bool(handlers) or self._on_message is not None
+            self._envelopes = self._on_message is not None or self._wants_envelopes(handlers)
 
     def post(self, frames: list[Any]) -> None:
         """Hand one read's frames to the dispatcher (one item; counted per event), if any callback
@@ -109,17 +129,13 @@ class EventBus:
 
     def _deliver(self, frames: list[Any]) -> None:
         """Run the callbacks for received messages, in order (on the dispatcher thread)."""
-        on_message = self._on_message
+        if self._envelopes:
+            self._deliver_envelopes(frames)
+            return
         handlers = self._handlers
         everything = handlers.get(None, ())
         by_type: dict[int, tuple[Callable[..., Any], ...]] = {}
-        client = self._client
         for pt, _, message in frames:
-            if on_message is not None:
-                try:
-                    on_message(client, message)
-                except Exception:
-                    log.exception("ctrader_sync: the message callback raised; I/O continues")
             callbacks = by_type.get(pt)
             if callbacks is None:
                 callbacks = by_type[pt] = (*handlers.get(pt, ()), *everything)
@@ -131,17 +147,49 @@ class EventBus:
                                   type(message).__name__, getattr(callback, "__qualname__", callback))
 
 
+    def _deliver_envelopes(self, frames: list[Any]) -> None:
+        """:meth:`_deliver` when the message-received callback or an ``envelope=True`` handler is set:
+        the ``ProtoMessage`` envelope is rebuilt from the frame (once per frame, only then)."""
+        on_message = self._on_message
+        handlers = self._handlers
+        everything = handlers.get(None, ())
+        client = self._client
+        for frame in frames:
+            message = frame[2]
+            envelope = None
+            if on_message is not None:
+                envelope = envelope_of(frame)
+                try:
+                    on_message(client, envelope)
+                except Exception:
+                    log.exception("ctrader_sync: the message callback raised; I/O continues")
+            for callback in (*handlers.get(frame[0], ()), *everything):
+                if type(callback) is _WantsEnvelope:
+                    if envelope is None:
+                        envelope = envelope_of(frame)
+                    target, arg = callback.callback, envelope
+                else:
+                    target, arg = callback, message
+                try:
+                    target(arg)
+                except Exception:
+                    log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
+                                  type(message).__name__, getattr(target, "__qualname__", target))
+
+
 class EventStream:
     """Messages of chosen types, queued by the dispatcher and read by the caller's thread.
 
     Overflow policy: a bounded queue (``maxsize``); when it is full the *oldest* event is dropped
     (for prices the newest matters most) and counted in :attr:`dropped`.  Iteration ends when no
     event arrived for ``timeout`` seconds (if given), when the stream is closed, or when the client
-    is closed.  Use :meth:`get` for one event with its own timeout.
+    is closed.  Use :meth:`get` for one event with its own timeout.  With ``envelope=True`` the
+    stream holds ``ProtoMessage`` envelopes (``payloadType``, ``clientMsgId``, ``payload``) instead
+    of extracted messages.
     """
 
     def __init__(self, bus: EventBus, types: tuple[type[Message] | int | str, ...], maxsize: int,
-                 timeout: float | None) -> None:
+                 timeout: float | None, envelope: bool = False) -> None:
         if maxsize <= 0:
             raise ValueError("maxsize must be positive")
         self.maxsize = maxsize
@@ -152,8 +200,8 @@ class EventStream:
         self._cond = threading.Condition()  # guards _items, _closed and dropped; a leaf
         self._closed = False
         self._bus = bus
-        self._handles: list[EventHandle] = [bus.on(t, self._put) for t in types] if types else [
-            bus.on(None, self._put)]
+        self._handles: list[EventHandle] = [bus.on(t, self._put, envelope) for t in types] if types else [
+            bus.on(None, self._put, envelope)]
 
     def _put(self, message: Message) -> None:
         with self._cond:
