@@ -321,7 +321,8 @@ def per_op(parts: list[dict[str, Any]], workload: str) -> dict[str, Any]:
 # callgrind dumps taken mid-run report the functions on a stack at the time of the dump with their
 # inclusive cost; those rows are dropped from the profile, except two that give the split by thread.
 _STACK_ROWS = re.compile(r"^(\?\?\?:0x|\?\?\?:\(below main\)|main$|\(below main\)|__libc_start|_PyRun_|run_mod$|"
-                         r"Py_BytesMain|Py_RunMain|_PyEval_Vector|_PyObject_Call$|pythread_wrapper|clone$|thread_run$)")
+                         r"Py_BytesMain|Py_RunMain|_PyEval_Vector|_PyObject_Call$|PyObject_Call$|method_vectorcall$|pythread_wrapper|clone$|"
+                         r"thread_run$)")
 _THREAD_ROWS = {"PyEval_EvalCode": "main thread", "start_thread": "other threads"}
 
 
