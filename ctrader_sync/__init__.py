@@ -28,6 +28,8 @@ from .errors import (
     InvalidRequestError,
     MessageDecodeError,
     OrderError,
+    OrderNotPlacedError,
+    OrderOutcomeUnknownError,
     ProtocolError,
     QueueFullError,
     RateLimitError,
@@ -35,6 +37,7 @@ from .errors import (
     ServerError,
     TruncatedStreamError,
     UnknownPayloadTypeError,
+    UnknownSymbolError,
 )
 
 __version__ = "0.1.0"
@@ -48,18 +51,24 @@ _LAZY = {
     "TcpProtocol": "._codec",
     "Protobuf": ".protobuf",
     "Client": "._client",
+    "ClientState": "._supervisor",
+    "RateLimitRetry": "._reconnect",
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
     "EventStream": "._events",
+    "every": ".timers",
+    "Every": ".timers",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
     from ._codec import DEFAULT_MAX_FRAME_SIZE, Frame, TcpProtocol
     from ._events import EventStream
-    from ._reconnect import ReconnectPolicy
+    from ._reconnect import RateLimitRetry, ReconnectPolicy
+    from ._supervisor import ClientState
     from .auth import Auth
     from .protobuf import Protobuf
+    from .timers import Every, every
 
 
 def __getattr__(name: str) -> Any:
@@ -85,25 +94,32 @@ __all__ = [
     "CTraderError",
     "Client",
     "ClientClosedError",
+    "ClientState",
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionLostError",
     "EndPoints",
     "EventStream",
+    "Every",
     "Frame",
     "FrameTooLargeError",
     "InvalidRequestError",
     "MessageDecodeError",
     "OrderError",
+    "OrderNotPlacedError",
+    "OrderOutcomeUnknownError",
     "Protobuf",
     "ProtocolError",
     "QueueFullError",
     "RateLimitError",
+    "RateLimitRetry",
     "ReconnectPolicy",
     "RequestTimeoutError",
     "ServerError",
     "TcpProtocol",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
+    "UnknownSymbolError",
     "__version__",
+    "every",
 ]

@@ -31,6 +31,7 @@ class Dispatcher:
         """Pushed events dropped because the queue was full."""
         self._items: deque[Item] = deque()
         self._events = 0
+        # Guards _items, _events and _stopping; a leaf lock (no callback runs under it).
         self._cond = threading.Condition(threading.Lock())
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -53,7 +54,9 @@ class Dispatcher:
         """Queue ``fn(events)`` as one item (one wake-up for a whole read); events beyond the limit
         (the newest ones) are dropped and counted."""
         dropped = 0
-        with self._cond:
+        cond = self._cond
+        cond.acquire()  # not ``with``: half the interpreter's cost, once per read
+        try:
             if self._stopping:
                 return
             room = self.max_events - self._events
@@ -63,7 +66,9 @@ class Dispatcher:
             if events:
                 self._events += len(events)
                 self._items.append((fn, (events,), len(events)))
-                self._cond.notify()
+                cond.notify()
+        finally:
+            cond.release()
         if dropped:
             before = self.dropped
             self.dropped += dropped

@@ -10,15 +10,19 @@ also watches a wake-up socket, so ``close()`` interrupts any of them at once.
 from __future__ import annotations
 
 import errno
+import logging
 import select
 import socket
 import ssl
 import threading
 import time
+from typing import Any
 
 from .errors import ConnectError
 
-__all__ = ["TLSConnection", "default_ssl_context", "open_tls_connection"]
+__all__ = ["TLSConnection", "client_ssl_context", "default_ssl_context", "open_tls_connection"]
+
+log = logging.getLogger("ctrader_sync")
 
 _READ_SIZE = 256 * 1024
 
@@ -34,14 +38,36 @@ def _select(rlist: list[socket.socket], wlist: list[socket.socket],
 
 
 def default_ssl_context() -> ssl.SSLContext:
-    """A client context that verifies the server: certifi's CA bundle, hostname check, TLS >= 1.2."""
+    """The TLS settings the client and :class:`~ctrader_sync.Auth` use by default (one definition).
+
+    Certificates are verified against the ``certifi`` CA bundle, the host name is checked, and
+    protocol versions older than TLS 1.2 are refused.
+    """
     import certifi
 
-    context = ssl.create_default_context(cafile=certifi.where())
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=certifi.where())
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def client_ssl_context(given: ssl.SSLContext | None, skip_verification: bool, host: str,
+                       port: int) -> ssl.SSLContext:
+    """The context a client uses: ``given``, or the verifying default; with ``skip_verification``
+    one that accepts any certificate.  Either way of not verifying logs a warning."""
+    if skip_verification:
+        log.warning("ctrader_sync: TLS verification is OFF for %s:%d; anyone on the path can read "
+                    "and alter this session, credentials included", host, port)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if given is not None and (given.verify_mode == ssl.CERT_NONE or not given.check_hostname):
+        log.warning("ctrader_sync: the ssl_context given for %s:%d does not verify the server's "
+                    "certificate%s; use dangerously_skip_tls_verification=True to say so explicitly",
+                    host, port, "" if given.verify_mode == ssl.CERT_NONE else " host name")
+    return given or default_ssl_context()
 
 
 class Interrupted(Exception):
@@ -58,9 +84,15 @@ class TLSConnection:
                  outgoing: ssl.MemoryBIO, wake: socket.socket) -> None:
         self.sock = sock
         self._ssl = sslobj
+        # SSLObject.read/write/pending are thin Python wrappers around the C object CPython keeps
+        # in ``_sslobj`` (same methods, same arguments): call it directly on the hot paths, one
+        # Python frame less per call (the public object is kept for everything else).
+        self._tls: Any = getattr(sslobj, "_sslobj", None) or sslobj
         self._in = incoming
         self._out = outgoing
         self._wake = wake
+        # Guards the SSLObject and its BIOs, held only for in-memory calls (never for socket I/O,
+        # never while taking another lock): a leaf.
         self._lock = threading.Lock()
         self._closed = False
         self.flush_needed = False
@@ -107,11 +139,13 @@ class TLSConnection:
         if not data:
             raise EOFError("the server closed the connection")
         chunks = []
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: half the interpreter's cost on this per-read path
+        try:
             self._in.write(data)
             while True:
                 try:
-                    chunk = self._ssl.read(_READ_SIZE)
+                    chunk = self._tls.read(_READ_SIZE)
                 except ssl.SSLWantReadError:
                     break
                 except ssl.SSLZeroReturnError:
@@ -119,10 +153,12 @@ class TLSConnection:
                 if not chunk:
                     break
                 chunks.append(chunk)
-                if not self._in.pending and not self._ssl.pending():
+                if not self._in.pending and not self._tls.pending():
                     break  # all consumed: skip the SSLWantReadError a further read would raise
             if self._out.pending:
                 self.flush_needed = True
+        finally:
+            lock.release()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # -- writer side ------------------------------------------------------------------------
@@ -135,11 +171,15 @@ class TLSConnection:
             OSError, ssl.SSLError: transport or TLS failure.
             Interrupted: the client is closing.
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if data:
-                self._ssl.write(data)
+                self._tls.write(data)
             out = self._out.read()
             self.flush_needed = False
+        finally:
+            lock.release()
         if self.backlog:
             out, self.backlog = self.backlog + out, b""
         self._send_raw(out)
@@ -150,10 +190,14 @@ class TLSConnection:
         Returns True if everything was sent; otherwise the rest is kept in :attr:`backlog` for the
         next :meth:`send` (the caller must then wake the writer).
         """
-        with self._lock:
-            self._ssl.write(data)
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._tls.write(data)
             out = self._out.read()
             self.flush_needed = False
+        finally:
+            lock.release()
         if self.backlog:
             out, self.backlog = self.backlog + out, b""
         try:

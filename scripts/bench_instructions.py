@@ -18,6 +18,11 @@ the child calls ``os.getppid()`` as a marker).  The figure per operation is
 * ``flood``: one pushed ``ProtoOASpotEvent`` decoded and handed to a counting callback (cycles of
   subscribe, ``--flood`` events, unsubscribe: ``n1`` = 1 cycle, ``n2`` = 3 cycles).
 
+The SDK's figure is also split by thread: the caller's thread (repeatable to ~1 %) and the client's
+own threads.  Under valgrind everything runs ~20x slower, so work that is driven by the clock (the
+reader's 2 ms park while callers read, the supervisor's timers) weighs more per operation than on
+a native run, and varies with the machine's load by a few percent.
+
 Also counted per phase, and reported per 100,000 operations: garbage-collector runs by generation
 (``gc.get_stats()``).  ``--profile N`` prints, per workload and side, the N C functions with the
 most exclusive instructions per operation (``callgrind_annotate`` of the two phases, differenced):
@@ -138,12 +143,18 @@ def child_raw(server: bench.Server, sizes: dict[str, tuple[int, int]], flood: in
                     for pt, _cid, msg in raw.recv_frames():
                         if pt == bench._SPOT_EVENT:
                             on_spot(msg)
-                raw.call(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=account, symbolId=[1]), "u")
+                # Unsubscribe (answered, or refused by a simulator that keeps no subscription for a
+                # flood): either way the next cycle can subscribe again.
+                raw.tls.sendall(raw.codec.encode(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=account,
+                                                                             symbolId=[1]), "u"))
+                while not any(cid == "u" for _pt, cid, _m in raw.recv_frames()):
+                    pass
 
         _phases(marks, sizes, rtt, pipelined, flood_cycles, flood)
 
 
 def child_sdk(server: bench.Server, sizes: dict[str, tuple[int, int]], flood: int, marks: Marks) -> None:
+    from ctrader_sync.errors import ServerError
     from ctrader_sync.messages.OpenApiMessages_pb2 import (
         ProtoOASpotEvent,
         ProtoOASubscribeSpotsReq,
@@ -195,7 +206,8 @@ def child_sdk(server: bench.Server, sizes: dict[str, tuple[int, int]], flood: in
                 send(ProtoOASubscribeSpotsReq(ctidTraderAccountId=account, symbolId=[1])).result(wait)
                 if not finished.wait(wait):
                     raise TimeoutError(f"only {seen} of {target} spot events arrived")
-                send(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=account, symbolId=[1])).result(wait)
+                with contextlib.suppress(ServerError):  # as on the raw side
+                    send(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=account, symbolId=[1])).result(wait)
 
         _phases(marks, sizes, rtt, pipelined, flood_cycles, flood)
         if client.dropped_events:
@@ -256,10 +268,17 @@ def _functions(path: Path) -> dict[str, int]:
 
 
 def run_side(side: str, server: bench.Server, mode: str, workdir: Path, timeout: float,
-             extra: list[str]) -> dict[str, Any]:
-    """Run one side under callgrind; return its parts (label, ops, gc counts, instructions, file)."""
-    out = workdir / f"{side}.cg"
-    parts_file = workdir / f"{side}.parts.json"
+             extra: list[str], repeat: int = 1) -> list[dict[str, Any]]:
+    """Run one side under callgrind ``repeat`` times; return each run's parts (label, ops, gc
+    counts, instructions, file)."""
+    return [_run_side_once(f"{side}{'' if i == 0 else i + 1}", side, server, mode, workdir, timeout, extra)
+            for i in range(repeat)]
+
+
+def _run_side_once(name: str, side: str, server: bench.Server, mode: str, workdir: Path, timeout: float,
+                   extra: list[str]) -> dict[str, Any]:
+    out = workdir / f"{name}.cg"
+    parts_file = workdir / f"{name}.parts.json"
     data = {k: getattr(server, k) for k in ("host", "port", "ca_file", "client_id", "client_secret",
                                             "access_token", "account_ids")}
     cmd = ["valgrind", "--tool=callgrind", "--dump-before=os_getppid", f"--callgrind-out-file={out}",
@@ -267,15 +286,15 @@ def run_side(side: str, server: bench.Server, mode: str, workdir: Path, timeout:
            "--server", json.dumps(data), "--parts", str(parts_file)]
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(bench.ROOT)}
     start = time.monotonic()
-    progress(f"{side}: running under callgrind")
+    progress(f"{name}: running under callgrind")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(bench.ROOT))
     if proc.returncode != 0:
-        raise RuntimeError(f"{side} child failed ({proc.returncode}): {proc.stderr[-3000:]}")
+        raise RuntimeError(f"{name} child failed ({proc.returncode}): {proc.stderr[-3000:]}")
     parts = json.loads(parts_file.read_text())
     for i, part in enumerate(parts, 1):
         part["file"] = str(out) + f".{i}"
         part["instructions"] = _totals(Path(part["file"]))
-    progress(f"{side}: done in {time.monotonic() - start:.0f} s")
+    progress(f"{name}: done in {time.monotonic() - start:.0f} s")
     return {"parts": parts}
 
 
@@ -302,7 +321,8 @@ def per_op(parts: list[dict[str, Any]], workload: str) -> dict[str, Any]:
 # callgrind dumps taken mid-run report the functions on a stack at the time of the dump with their
 # inclusive cost; those rows are dropped from the profile, except two that give the split by thread.
 _STACK_ROWS = re.compile(r"^(\?\?\?:0x|\?\?\?:\(below main\)|main$|\(below main\)|__libc_start|_PyRun_|run_mod$|"
-                         r"Py_BytesMain|Py_RunMain|_PyEval_Vector|_PyObject_Call$|pythread_wrapper|clone$|thread_run$)")
+                         r"Py_BytesMain|Py_RunMain|_PyEval_Vector|_PyObject_Call$|PyObject_Call$|method_vectorcall$|pythread_wrapper|clone$|"
+                         r"thread_run$)")
 _THREAD_ROWS = {"PyEval_EvalCode": "main thread", "start_thread": "other threads"}
 
 
@@ -322,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N functions per op")
     parser.add_argument("--keep", type=Path, help="keep the callgrind files in this directory")
     parser.add_argument("--side", choices=("both", *SIDES), default="both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side; the median run is reported")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per side")
     parser.add_argument("--callgrind-arg", action="append", default=[], metavar="ARG",
                         help="an extra valgrind option, e.g. --callgrind-arg=--separate-threads=yes")
@@ -333,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child_main(args)
     if shutil.which("valgrind") is None:
-        progress("valgrind is not installed: nothing measured")
-        return 2
+        progress("SKIPPED: valgrind is not installed, nothing measured (install it to count instructions)")
+        return 0
     mode = "quick" if args.quick else "full"
     sides = SIDES if args.side == "both" else (args.side,)
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench-instr-"))
@@ -343,14 +364,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with bench.simulator(FLOOD[mode]) as server, ThreadPoolExecutor(len(sides)) as pool:
             futures = {side: pool.submit(run_side, side, server, mode, workdir, args.timeout,
-                                             args.callgrind_arg) for side in sides}
+                                             args.callgrind_arg, args.repeat) for side in sides}
             for side, future in futures.items():
                 results[side] = future.result()
     finally:
         bench._kill_children()
     rows: dict[str, Any] = {}
     for w in WORKLOADS:
-        row: dict[str, Any] = {s: per_op(results[s]["parts"], w) for s in sides}
+        row: dict[str, Any] = {}
+        for s in sides:
+            runs = [per_op(run["parts"], w) for run in results[s]]
+            for r in runs:  # the split by thread: the caller's thread, and the client's own threads
+                split = dict(profile(r["files"], r["ops"][1] - r["ops"][0], 0))
+                r["main_thread_per_op"] = split["[main thread]"]
+                r["other_threads_per_op"] = split["[other threads]"]
+            runs.sort(key=lambda r: r["instructions_per_op"])
+            row[s] = dict(runs[(len(runs) - 1) // 2])  # the median run (the lower middle one for even counts)
+            row[s]["runs"] = [r["instructions_per_op"] for r in runs]
         if len(sides) == 2:
             row["ratio"] = row["sdk"]["instructions_per_op"] / row["raw"]["instructions_per_op"]
             row["target"] = TARGETS[w]
@@ -378,12 +408,18 @@ def main(argv: list[str] | None = None) -> int:
 def table(rows: dict[str, Any], sides: tuple[str, ...]) -> str:
     lines = [f"{'instructions per op':<22}" + "".join(f"{s:>12}" for s in sides)
              + ("   sdk/raw  target  pass" if len(sides) == 2 else "")
-             + "   gen0/gen1/gen2 per 100k ops (" + ", ".join(sides) + ")"]
+             + "   gen0/gen1/gen2 per 100k ops (" + ", ".join(sides) + ")"
+             + "   sdk: caller's thread + other threads"]
     for w, row in rows.items():
         line = f"{w:<22}" + "".join(f"{row[s]['instructions_per_op']:>12,.0f}" for s in sides)
         if len(sides) == 2:
             line += f"  {row['ratio']:7.2f}x  {row['target']:5.1f}x  {'PASS' if row['pass'] else 'FAIL'}"
         line += "   " + ", ".join("/".join(f"{g:g}" for g in row[s]["gc_per_100k_ops"]) for s in sides)
+        if "sdk" in row:
+            line += f"   {row['sdk']['main_thread_per_op']:,.0f} + {row['sdk']['other_threads_per_op']:,.0f}"
+            if len(row["sdk"]["runs"]) > 1:
+                line += "   runs: " + ", ".join(f"{s}: {min(row[s]['runs']):,.0f}-{max(row[s]['runs']):,.0f}"
+                                         for s in sides)
         lines.append(line)
     return "\n".join(lines)
 

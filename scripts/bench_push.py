@@ -243,12 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.002, help="mean seconds between pushes")
     parser.add_argument("--pause", type=float, default=0.0005, help="caller's work between requests (paced)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--scenario", choices=SCENARIOS, action="append", help="only these scenarios (repeatable)")
     args = parser.parse_args(argv)
     if args.serve is not None:
         serve(args.serve, lambda port: print(port, flush=True))
         return 0
     count = args.count or (200 if args.quick else 3000)
-    result = measure(count, args.interval, args.pause,
+    result = measure(count, args.interval, args.pause, scenarios=tuple(args.scenario or SCENARIOS),
                      progress=lambda s: print(f"[push {time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True))
     print(table(result))
     if args.json:
