@@ -4,7 +4,10 @@ Cancel semantics (as the old SDK documents them, made exact):
 
 * not yet written: ``cancel()`` returns True, the request is never written, ``CancelledError``;
 * written but not answered: ``cancel()`` returns True, the late answer is discarded, ``CancelledError``;
-* answered: ``cancel()`` returns False and changes nothing.
+* answered: ``cancel()`` returns False and changes nothing.  "Answered" starts when the client
+  claims the answer (or the timeout, or the connection's loss) for the request, an instant before
+  the future shows it: a ``cancel()`` in that instant also returns False, and ``result()`` then
+  returns the answer.
 
 ``concurrent.futures.Future`` refuses to cancel a RUNNING future, so :class:`RequestFuture` changes
 exactly that: RUNNING here means "written", and cancelling it only drops the answer.
