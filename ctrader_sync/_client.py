@@ -60,6 +60,39 @@ def _forward(unit: str, name: str, doc: str) -> Any:
                     lambda self, value: setattr(getattr(self, unit), name, value), doc=doc)
 
 
+def _send_arguments(message: Message | int | str, kind: tuple[int, int] | None, timeout: float | None,
+                    old_timeout: float | None, fields: dict[str, Any],
+                    default_timeout: float) -> tuple[Message, tuple[int, int], float]:
+    """``send()``'s less common arguments: a payload type with fields, an explicit timeout."""
+    if kind is None:
+        if isinstance(message, (int, str)):
+            built: Message = Protobuf.get(message, **fields)
+            message = built
+            kind = REQUEST_KINDS.get(type(built))
+        if kind is None:
+            raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
+                                      "or a ProtoHeartbeatEvent")
+    elif fields:
+        # The old SDK ignored keywords given with a message object (ConsoleSample passes
+        # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
+        # ignored here too; a real value would be silently dropped, so it is refused.
+        given = sorted(k for k, v in fields.items() if v is not None)
+        if given:
+            raise TypeError(
+                f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
+                "only applied with a payload type number or name; set them on the message object "
+                "(the old SDK silently ignored them here)")
+    if timeout is None:
+        timeout = old_timeout
+    if timeout is None:
+        wait = default_timeout
+    elif 0 < timeout < _INF:
+        wait = float(timeout)
+    else:
+        raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    assert not isinstance(message, (int, str))
+    return message, kind, wait
+
 class Client:
     """A thread-safe client for one cTrader Open API connection.
 
@@ -341,7 +374,8 @@ class Client:
         """
         kind = REQUEST_KINDS.get(type(message))
         if kind is None or fields or timeout is not None or responseTimeoutInSeconds is not None:
-            message, kind, wait = self._send_arguments(message, kind, timeout, responseTimeoutInSeconds, fields)
+            message, kind, wait = _send_arguments(message, kind, timeout, responseTimeoutInSeconds, fields,
+                                                  self.response_timeout)
         else:  # the common case: a request message, default timeout (kept short: once per request)
             wait = self.response_timeout
         pt, expect = kind
@@ -353,38 +387,6 @@ class Client:
         if inline is not None:
             self._write_inline(inline, [request])
         return request
-
-    def _send_arguments(self, message: Message | int | str, kind: tuple[int, int] | None, timeout: float | None,
-                        old_timeout: float | None, fields: dict[str, Any]) -> tuple[Message, tuple[int, int], float]:
-        """``send()``'s less common arguments: a payload type with fields, an explicit timeout."""
-        if kind is None:
-            if isinstance(message, (int, str)):
-                built: Message = Protobuf.get(message, **fields)
-                message = built
-                kind = REQUEST_KINDS.get(type(built))
-            if kind is None:
-                raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
-                                          "or a ProtoHeartbeatEvent")
-        elif fields:
-            # The old SDK ignored keywords given with a message object (ConsoleSample passes
-            # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
-            # ignored here too; a real value would be silently dropped, so it is refused.
-            given = sorted(k for k, v in fields.items() if v is not None)
-            if given:
-                raise TypeError(
-                    f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
-                    "only applied with a payload type number or name; set them on the message object "
-                    "(the old SDK silently ignored them here)")
-        if timeout is None:
-            timeout = old_timeout
-        if timeout is None:
-            wait = self.response_timeout
-        elif 0 < timeout < _INF:
-            wait = float(timeout)
-        else:
-            raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        assert not isinstance(message, (int, str))
-        return message, kind, wait
 
     def request(self, message: Message | int | str, timeout: float | None = None, **fields: Any) -> Any:
         """Send and wait: ``send(message, ...).result()``, with ``timeout`` for both queueing and answer.
