@@ -30,18 +30,18 @@ from ._dispatch import Dispatcher
 from ._events import EventBus, EventHandle, EventStream
 from ._inbound import Inbound
 from ._outbox import Outbox
-from ._pending import REQUEST_KINDS, FutureHooks, RequestFuture
+from ._pending import REQUEST_KINDS, FutureHooks, RequestFuture, send_arguments
 from ._reader import Reader
 from ._reconnect import RateLimitRetry, ReconnectPolicy
 from ._session import SessionManager, SessionState
 from ._supervisor import ClientState, Supervisor
 from ._tls import client_ssl_context
 from ._writer import Writer
-from .errors import ClientClosedError, InvalidRequestError, RequestTimeoutError
+from .errors import ClientClosedError, RequestTimeoutError
 from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent, ProtoMessage
 from .messages.OpenApiMessages_pb2 import ProtoOARefreshTokenRes
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
-from .protobuf import HISTORICAL_PAYLOAD_TYPES, Protobuf
+from .protobuf import HISTORICAL_PAYLOAD_TYPES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .toolkit import Account
@@ -51,7 +51,6 @@ __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ClientState", "EventHandle"]
 log = logging.getLogger("ctrader_sync")
 
 _client_numbers = itertools.count(1)
-_INF = float("inf")
 
 
 def _forward(unit: str, name: str, doc: str) -> Any:
@@ -60,38 +59,6 @@ def _forward(unit: str, name: str, doc: str) -> Any:
                     lambda self, value: setattr(getattr(self, unit), name, value), doc=doc)
 
 
-def _send_arguments(message: Message | int | str, kind: tuple[int, int] | None, timeout: float | None,
-                    old_timeout: float | None, fields: dict[str, Any],
-                    default_timeout: float) -> tuple[Message, tuple[int, int], float]:
-    """``send()``'s less common arguments: a payload type with fields, an explicit timeout."""
-    if kind is None:
-        if isinstance(message, (int, str)):
-            built: Message = Protobuf.get(message, **fields)
-            message = built
-            kind = REQUEST_KINDS.get(type(built))
-        if kind is None:
-            raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
-                                      "or a ProtoHeartbeatEvent")
-    elif fields:
-        # The old SDK ignored keywords given with a message object (ConsoleSample passes
-        # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
-        # ignored here too; a real value would be silently dropped, so it is refused.
-        given = sorted(k for k, v in fields.items() if v is not None)
-        if given:
-            raise TypeError(
-                f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
-                "only applied with a payload type number or name; set them on the message object "
-                "(the old SDK silently ignored them here)")
-    if timeout is None:
-        timeout = old_timeout
-    if timeout is None:
-        wait = default_timeout
-    elif 0 < timeout < _INF:
-        wait = float(timeout)
-    else:
-        raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    assert not isinstance(message, (int, str))
-    return message, kind, wait
 
 class Client:
     """A thread-safe client for one cTrader Open API connection.
@@ -384,8 +351,8 @@ class Client:
         """
         kind = REQUEST_KINDS.get(type(message))
         if kind is None or fields or timeout is not None or responseTimeoutInSeconds is not None:
-            message, kind, wait = _send_arguments(message, kind, timeout, responseTimeoutInSeconds, fields,
-                                                  self.response_timeout)
+            message, kind, wait = send_arguments(message, kind, timeout, responseTimeoutInSeconds, fields,
+                                                 self.response_timeout)
         else:  # the common case: a request message, default timeout (kept short: once per request)
             wait = self.response_timeout
         pt, expect = kind

@@ -23,6 +23,7 @@ kept, so those functions work unchanged.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -37,11 +38,14 @@ from concurrent.futures._base import (  # the states are part of Future's docume
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.message import Message
+
+from .errors import InvalidRequestError
 from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
-from .protobuf import REGISTRY, TYPE_OF
+from .protobuf import REGISTRY, TYPE_OF, Protobuf
 
 __all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks", "Request",
-           "RequestFuture"]
+           "RequestFuture", "send_arguments"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -415,3 +419,38 @@ TRADING_REQUESTS = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "Pr
 """Requests answered by the first ``ProtoOAExecutionEvent`` carrying their ``clientMsgId``."""
 REQUEST_KINDS = request_kinds(REGISTRY, TYPE_OF[ProtoHeartbeatEvent], TRADING_REQUESTS)
 """Message class -> (payload type, what answers it), for ``send()``."""
+
+
+def send_arguments(message: Message | int | str, kind: tuple[int, int] | None, timeout: float | None,
+                   old_timeout: float | None, fields: dict[str, Any],
+                   default_timeout: float) -> tuple[Message, tuple[int, int], float]:
+    """``Client.send()``'s less common arguments (a payload type with fields, an explicit timeout),
+    checked: the message, its kind and the response timeout.  The common call never comes here."""
+    if kind is None:
+        if isinstance(message, (int, str)):
+            built: Message = Protobuf.get(message, **fields)
+            message = built
+            kind = REQUEST_KINDS.get(type(built))
+        if kind is None:
+            raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
+                                      "or a ProtoHeartbeatEvent")
+    elif fields:
+        # The old SDK ignored keywords given with a message object (ConsoleSample passes
+        # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
+        # ignored here too; a real value would be silently dropped, so it is refused.
+        given = sorted(k for k, v in fields.items() if v is not None)
+        if given:
+            raise TypeError(
+                f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
+                "only applied with a payload type number or name; set them on the message object "
+                "(the old SDK silently ignored them here)")
+    if timeout is None:
+        timeout = old_timeout
+    if timeout is None:
+        wait = default_timeout
+    elif 0 < timeout < math.inf:
+        wait = float(timeout)
+    else:
+        raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    assert not isinstance(message, (int, str))
+    return message, kind, wait
