@@ -392,6 +392,11 @@ class Client:
         return conn is not None and conn.ready
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (the client cannot be started again)."""
+        return self._closed
+
+    @property
     def connection_count(self) -> int:
         """How many connections this client has established so far."""
         return self._connections
