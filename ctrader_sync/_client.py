@@ -485,7 +485,9 @@ class Client:
             timeout: seconds to wait for the answer after the request is written
                 (default: ``response_timeout``). ``responseTimeoutInSeconds`` is the old SDK's name.
 
-        Raises (at once, nothing is queued):
+        The errors below are raised at once, and nothing is queued then.
+
+        Raises:
             InvalidRequestError: not a request message, required fields missing, or ``clientMsgId``
                 already pending (also a ``ValueError``).
             QueueFullError: ``max_pending`` requests are already queued or in flight.
