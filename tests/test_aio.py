@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,3 +323,13 @@ def test_top_level_await_in_a_notebook_kernel(tmp_path: Path) -> None:
     assert "version " in text and "spots 3" in text, json.dumps(text)
     assert "left []" in text, text
 
+
+
+def test_the_readme_asyncio_example_runs() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+    section = readme.split("\nasyncio\n=======\n", 1)[1]
+    block = section.split(".. code-block:: python\n\n", 1)[1].split("\n\n* ", 1)[0]
+    code = "\n".join(line[4:] for line in block.splitlines())
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().isdigit(), result.stdout  # one raw bid price
