@@ -26,7 +26,7 @@ FastAPI service, a chat bot or a Jupyter cell (which already runs a loop) can us
   ``call_soon_threadsafe`` only when the consumer is waiting.
 * Calls that block (``login``, ``close``, the toolkit's orders and history) run in a worker thread
   (:func:`asyncio.to_thread`), so they never stall the loop; :class:`AsyncAccount` does that for
-  every method of a toolkit ``Account``.
+  every method and property of a toolkit ``Account``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import inspect
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, Set
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["AsyncAccount", "AsyncClient", "AsyncEventStream", "wrap"]
 
+_COLLECTIONS = (Mapping, Sequence, Set, str, bytes, bytearray, memoryview)
+"""Iterable results that are values, not streams (returned as they are)."""
 _POLL = 0.5
 """Seconds between checks that the client is still open while an event stream waits."""
 
@@ -267,10 +269,12 @@ class AsyncClient:
 
 
 class _AsyncIterator:
-    """A blocking iterator read in a worker thread, one item per ``await``."""
+    """A blocking iterable (a stream) read in a worker thread, one item per ``await``."""
 
-    def __init__(self, iterator: Iterator[Any]) -> None:
-        self._iterator = iterator
+    def __init__(self, source: Iterable[Any]) -> None:
+        self.source = source
+        """The wrapped synchronous stream (its own methods, e.g. ``dropped``, stay reachable)."""
+        self._iterator: Iterator[Any] = iter(source)
 
     def __aiter__(self) -> _AsyncIterator:
         return self
@@ -286,20 +290,35 @@ class _AsyncIterator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        close = getattr(self._iterator, "close", None)
+        close = getattr(self.source, "close", None)
         if close is not None:
             await asyncio.to_thread(close)
 
 
+class _Deferred:
+    """A property read in a worker thread when awaited (and never, without a warning, if not)."""
+
+    def __init__(self, obj: Any, name: str) -> None:
+        self._obj = obj
+        self._name = name
+
+    def __await__(self) -> Any:
+        return asyncio.to_thread(getattr, self._obj, self._name).__await__()
+
+    def __repr__(self) -> str:
+        return f"<awaitable {type(self._obj).__name__}.{self._name}>"
+
+
 class AsyncAccount:
-    """Every method of a (toolkit) ``Account`` as a coroutine run in a worker thread.
+    """Every method and property of a (toolkit) ``Account`` awaitable, run in a worker thread.
 
     ``await acc.market_order(...)``, ``await acc.trendbars(...)``: each call runs the blocking
     method with :func:`asyncio.to_thread`, so a fill or a long history download never stalls the
-    loop.  A method that returns an iterator (an event stream) is returned as an async iterator
-    that reads one item per ``await`` in a worker thread.  Plain attributes (``id``, ``client``)
-    are read directly; :meth:`get` reads a property that may block (e.g. a lazily loaded catalog)
-    in a worker thread.  The wrapper holds no state of its own: it works with any object.
+    loop.  Properties, which may block on first use (``positions``, ``balance``, the ``symbols``
+    catalogue), are awaited too: ``await acc.positions``.  A method that returns an iterator (a
+    change or quote stream) gives an async iterator reading one item per ``await`` in a worker
+    thread.  Plain instance attributes (``id``, ``client``) are returned as they are.  The wrapper
+    holds no state of its own: it works with any object.
     """
 
     def __init__(self, account: Any) -> None:
@@ -310,25 +329,25 @@ class AsyncAccount:
         return f"<AsyncAccount {self.account!r}>"
 
     async def get(self, name: str) -> Any:
-        """``getattr(account, name)`` in a worker thread."""
+        """``getattr(account, name)`` in a worker thread (for any attribute, by name)."""
         return await asyncio.to_thread(getattr, self.account, name)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         static = inspect.getattr_static(self.account, name)
+        if isinstance(static, property):
+            return _Deferred(self.account, name)
         value = getattr(self.account, name)
-        if isinstance(static, property) or not callable(value):
-            return value
-        return _coroutine_method(value)
+        return _coroutine_method(value) if callable(value) else value
 
 
 def _coroutine_method(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
         result = await asyncio.to_thread(method, *args, **kwargs)
-        if isinstance(result, Iterator) and not isinstance(result, (list, tuple, dict, str, bytes)):
-            return _AsyncIterator(result)
+        if isinstance(result, Iterable) and not isinstance(result, _COLLECTIONS):
+            return _AsyncIterator(result)  # a stream: read it item by item off the loop
         return result
 
     return call

@@ -230,16 +230,33 @@ class _FakeAccount:
         assert self.release.wait(10)
         return symbol, lots
 
-    def changes(self) -> Iterator[int]:
-        """A blocking stream of three items."""
-        return iter([1, 2, 3])
+    def changes(self) -> _Stream:
+        """A blocking stream of three items (iterable, closable, like the toolkit's streams)."""
+        return _Stream([1, 2, 3])
+
+    def history(self) -> list[int]:
+        """A list is a value, not a stream."""
+        return [4, 5]
+
+
+class _Stream:
+    def __init__(self, items: list[int]) -> None:
+        self.items = items
+        self.closed = False
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.items)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def test_async_account_runs_blocking_calls_off_the_loop() -> None:
     async def main() -> None:
         account = _FakeAccount()
         acc = AsyncAccount(account)
-        assert acc.id == 7 and acc.label == "acc-7" and await acc.get("label") == "acc-7"
+        assert acc.id == 7 and await acc.label == "acc-7" and await acc.get("label") == "acc-7"
+        assert "label" in repr(acc.label)  # not awaited: nothing runs, no warning
         order = asyncio.ensure_future(acc.market_order("EURUSD", lots=0.01))
         ticks = 0
         while not account.threads:  # the loop keeps running while the order blocks its worker thread
@@ -248,7 +265,10 @@ def test_async_account_runs_blocking_calls_off_the_loop() -> None:
         account.release.set()
         assert await order == ("EURUSD", 0.01)
         assert ticks > 0 and account.threads[0] != threading.current_thread().name
-        assert [x async for x in await acc.changes()] == [1, 2, 3]
+        async with await acc.changes() as stream:
+            assert [x async for x in stream] == [1, 2, 3]
+        assert stream.source.closed  # leaving the block closed the synchronous stream
+        assert await acc.history() == [4, 5]
         assert acc.market_order.__doc__ == _FakeAccount.market_order.__doc__
         with pytest.raises(AttributeError):
             _ = acc.no_such_method
@@ -259,10 +279,16 @@ def test_async_account_runs_blocking_calls_off_the_loop() -> None:
 def test_async_client_account_needs_the_toolkit_or_wraps_it() -> None:
     async def main(sim: Simulator) -> None:
         async with AsyncClient(make_client(sim)) as client:
-            if hasattr(client.client, "account"):
+            if hasattr(client.client, "account"):  # the toolkit is there: drive the real Account
                 await client.login(sim.client_id, sim.client_secret, sim.access_token, accounts=[sim.account_ids[0]])
                 acc = await client.account(sim.account_ids[0])
                 assert isinstance(acc, AsyncAccount) and acc.id == sim.account_ids[0]
+                if hasattr(acc.account, "market_order"):  # the trading half (Toolkit II)
+                    fill = await acc.market_order("EURUSD", "buy", lots=0.01)
+                    assert fill.position_id in await acc.positions
+                    closed = await acc.close_position(fill.position_id)
+                    assert closed.position_id == fill.position_id
+                    assert fill.position_id not in await acc.positions
             else:
                 with pytest.raises(NotImplementedError):
                     await client.account()
