@@ -8,7 +8,9 @@ closing the client.
 With ``--demo`` or ``--live`` it reads the application's credentials from the environment
 (``CTRADER_CLIENT_ID``, ``CTRADER_CLIENT_SECRET``, ``CTRADER_ACCESS_TOKEN`` and optionally
 ``CTRADER_ACCOUNT_ID``) and runs the read-only part against the real server; it places an order only
-with an explicit ``--trade``.
+with an explicit ``--trade``.  ``--host`` (with ``--port`` and ``--ca-file``) does the same against
+another server; ``--simulator-json FILE`` runs the whole tour against a ``python -m
+ctrader_sync.simulator`` in another process, from the JSON it wrote with ``--json-file FILE``.
 
 Exit status: 0 on success, 1 when a step fails, 2 for missing or refused credentials or an
 unreachable server, 130 when interrupted.  Errors are one line on stderr, never a traceback, and
