@@ -48,18 +48,24 @@ _LAZY = {
     "TcpProtocol": "._codec",
     "Protobuf": ".protobuf",
     "Client": "._client",
+    "ClientState": "._supervisor",
+    "RateLimitRetry": "._reconnect",
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
     "EventStream": "._events",
+    "every": ".timers",
+    "Every": ".timers",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
     from ._codec import DEFAULT_MAX_FRAME_SIZE, Frame, TcpProtocol
     from ._events import EventStream
-    from ._reconnect import ReconnectPolicy
+    from ._reconnect import RateLimitRetry, ReconnectPolicy
+    from ._supervisor import ClientState
     from .auth import Auth
     from .protobuf import Protobuf
+    from .timers import Every, every
 
 
 def __getattr__(name: str) -> Any:
@@ -85,11 +91,13 @@ __all__ = [
     "CTraderError",
     "Client",
     "ClientClosedError",
+    "ClientState",
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionLostError",
     "EndPoints",
     "EventStream",
+    "Every",
     "Frame",
     "FrameTooLargeError",
     "InvalidRequestError",
@@ -99,6 +107,7 @@ __all__ = [
     "ProtocolError",
     "QueueFullError",
     "RateLimitError",
+    "RateLimitRetry",
     "ReconnectPolicy",
     "RequestTimeoutError",
     "ServerError",
@@ -106,4 +115,5 @@ __all__ = [
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
     "__version__",
+    "every",
 ]

@@ -74,7 +74,9 @@ def _running_loop(what: str) -> asyncio.AbstractEventLoop:
 
 
 def _client_closed(client: Client) -> bool:
-    return bool(client.closed)
+    from ._supervisor import ClientState
+
+    return client.state is ClientState.CLOSED
 
 
 class AsyncEventStream:

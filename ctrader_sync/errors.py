@@ -10,7 +10,7 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     ├── RequestTimeoutError          no answer in time (also a built-in TimeoutError)
     ├── QueueFullError               the send queue is at its limit
     ├── InvalidRequestError          the message cannot be sent as given (also a ValueError)
-    ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, ValueError)
+    ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, IndexError, ValueError)
     ├── ProtocolError                the byte stream from the peer breaks the framing rules
     │   ├── FrameTooLargeError       a length prefix over the configured maximum
     │   ├── TruncatedStreamError     the stream ended inside a frame
@@ -21,7 +21,8 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     │   └── OrderError               ProtoOAOrderErrorEvent
     └── AuthError                    the OAuth token endpoint refused a request
 
-Texts of these exceptions never contain credentials.
+Texts of these exceptions never contain credentials.  Every one survives ``pickle`` (and so
+``multiprocessing`` and ``concurrent.futures.ProcessPoolExecutor``) with its text and attributes.
 """
 
 from __future__ import annotations
@@ -51,8 +52,20 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    """Unpickle an exception without calling its ``__init__`` (whose parameters differ from
+    ``args``): the same ``args`` (so the same text) and the same attributes."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class CTraderError(Exception):
     """Base class of every exception ctrader_sync raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class ConnectError(CTraderError):
@@ -86,8 +99,11 @@ class InvalidRequestError(CTraderError, ValueError):
     """The message cannot be sent as given (wrong type, missing required fields, duplicate id, ...)."""
 
 
-class UnknownPayloadTypeError(CTraderError, KeyError, ValueError):
+class UnknownPayloadTypeError(CTraderError, KeyError, IndexError, ValueError):
     """No message class has this payload type or name.
+
+    Also an ``IndexError``, which the old SDK's ``Protobuf.get`` raised for an unknown key, so old
+    ``except IndexError:`` blocks still catch it.
 
     Attributes:
         key: the payload type number or name that was looked up.
