@@ -90,7 +90,7 @@ class AsyncEventStream:
     """
 
     def __init__(self, client: Client, types: tuple[type[Message] | int | str, ...], maxsize: int = 10_000,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, envelope: bool = False) -> None:
         if maxsize <= 0:
             raise ValueError("maxsize must be positive")
         self._loop = _running_loop("AsyncEventStream")
@@ -103,8 +103,8 @@ class AsyncEventStream:
         self._lock = threading.Lock()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        self._handles: list[EventHandle] = [client.on(t, self._put) for t in types] if types else [
-            client.on(None, self._put)]
+        on = functools.partial(client.on, envelope=True) if envelope else client.on
+        self._handles: list[EventHandle] = [on(t, self._put) for t in types] if types else [on(None, self._put)]
 
     def _put(self, message: Message) -> None:
         """Runs on the client's dispatcher thread."""
@@ -225,9 +225,12 @@ class AsyncClient:
             raise RequestTimeoutError(f"no answer to {name} within {timeout:g} s") from None
 
     def events(self, *types: type[Message] | int | str, maxsize: int = 10_000,
-               timeout: float | None = None) -> AsyncEventStream:
-        """An async iterator over received messages of ``types`` (all if none); use ``async with``."""
-        return AsyncEventStream(self.client, types, maxsize, timeout)
+               timeout: float | None = None, envelope: bool = False) -> AsyncEventStream:
+        """An async iterator over received messages of ``types`` (all if none); use ``async with``.
+
+        As :meth:`Client.events`: ``envelope=True`` yields ``ProtoMessage`` envelopes instead.
+        """
+        return AsyncEventStream(self.client, types, maxsize, timeout, envelope)
 
     async def start(self, timeout: float | None = None) -> None:
         """Start the client and wait (in a worker thread) until it is connected."""

@@ -138,7 +138,11 @@ def test_async_for_over_spot_events_uses_no_thread_per_stream() -> None:
                 async with stream:
                     return [spot async for spot in _islice(stream, n)]
 
+            envelopes = client.events(ProtoOASpotEvent, timeout=10, envelope=True)
+            streams.append(envelopes)
             results = await asyncio.gather(*(take(s, 5) for s in streams))
+            assert all(e.payloadType == 2131 and e.payload for e in results[-1]), "envelopes, not messages"
+            results = results[:-1]
             assert threading.active_count() == before, "a stream must not start a thread"
             await client.request(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=account, symbolId=[1]), timeout=10)
             assert all(len(r) == 5 for r in results)
