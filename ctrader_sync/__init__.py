@@ -28,6 +28,8 @@ from .errors import (
     InvalidRequestError,
     MessageDecodeError,
     OrderError,
+    OrderNotPlacedError,
+    OrderOutcomeUnknownError,
     ProtocolError,
     QueueFullError,
     RateLimitError,
@@ -35,6 +37,7 @@ from .errors import (
     ServerError,
     TruncatedStreamError,
     UnknownPayloadTypeError,
+    UnknownSymbolError,
 )
 
 __version__ = "0.1.0"
@@ -103,6 +106,8 @@ __all__ = [
     "InvalidRequestError",
     "MessageDecodeError",
     "OrderError",
+    "OrderNotPlacedError",
+    "OrderOutcomeUnknownError",
     "Protobuf",
     "ProtocolError",
     "QueueFullError",
@@ -114,6 +119,7 @@ __all__ = [
     "TcpProtocol",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
+    "UnknownSymbolError",
     "__version__",
     "every",
 ]

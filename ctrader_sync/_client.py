@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
@@ -42,6 +42,9 @@ from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent, ProtoMessag
 from .messages.OpenApiMessages_pb2 import ProtoOARefreshTokenRes
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
 from .protobuf import HISTORICAL_PAYLOAD_TYPES, Protobuf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .toolkit import Account
 
 __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ClientState", "EventHandle"]
 
@@ -428,6 +431,13 @@ class Client:
     def _session(self) -> SessionState | None:
         """The session kept for recovery (``None`` before :meth:`login`); for diagnostics."""
         return self._sessions.state
+
+    def account(self, ctidTraderAccountId: int | None = None) -> Account:
+        """The toolkit's :class:`~ctrader_sync.toolkit.Account` for one trading account (by default
+        the only one authorized through :meth:`login`); the same object on every call."""
+        from .toolkit import account_of
+
+        return account_of(self, ctidTraderAccountId)
 
     def events(self, *types: type[Message] | int | str, maxsize: int = 10_000,
                timeout: float | None = None, envelope: bool = False) -> EventStream:
