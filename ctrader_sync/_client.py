@@ -162,6 +162,7 @@ class Client:
         self._enqueue = outbox.enqueue
         self._write_inline = self._writer.write_inline
         self._threads: list[threading.Thread] = []
+        self._closed = threading.Event()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -231,6 +232,14 @@ class Client:
         """
         self._supervisor.wait_connected(timeout)
 
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`close` was called (from any thread, e.g. a callback: the old
+        ``reactor.stop()``) or the reconnect policy gave up: the old ``reactor.run()`` of a
+        callback-driven program.  True once ended (threads finished), False after ``timeout`` s.
+        Not from a callback: it would hold up every later callback."""
+        return _wait_ended(self._closed, lambda: self._supervisor.state is ClientState.GAVE_UP, self.threads,
+                           timeout)
+
     @property
     def state(self) -> ClientState:
         """Where the client is in its life cycle (:class:`ClientState`)."""
@@ -275,6 +284,7 @@ class Client:
             self._writer.stop()
         self._reader.stop()
         self._bus.closed = True
+        self._closed.set()
         if not already:
             self._supervisor.interrupt()
             for request in requests:
@@ -466,3 +476,21 @@ class Client:
         request.priority = True
         self._enqueue(request)
         return future
+
+
+def _wait_ended(closed: threading.Event, gave_up: Callable[[], bool],
+                threads: Callable[[], list[threading.Thread]], timeout: float | None) -> bool:
+    """:meth:`Client.wait_closed`: poll ``gave_up`` while waiting on ``closed``; after a close, join
+    the threads (close() from a callback cannot join the thread it runs on)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not gave_up():
+        remaining = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+        if closed.wait(max(0.0, remaining)):
+            end = time.monotonic() + 1.0
+            for thread in threads():
+                if thread is not threading.current_thread() and thread.ident is not None:
+                    thread.join(max(0.0, end - time.monotonic()))
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+    return True

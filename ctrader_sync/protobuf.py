@@ -58,6 +58,34 @@ def _build() -> tuple[dict[int, type[Message]], dict[str, type[Message]], dict[t
 
 _BY_TYPE, _BY_NAME, _TYPE_OF = _build()
 
+_MIGRATION = "see README.rst, 'Migrating from the old SDK'"
+_ENVELOPE_HINTS = {
+    "clientMsgId": "ctrader_sync gives answers and events already extracted from their ProtoMessage "
+                   "envelope, which carried the id: a request's id is future.clientMsgId; for a received "
+                   "message's id use client.on(..., envelope=True), client.events(..., envelope=True) or "
+                   "setMessageReceivedCallback (they give envelopes)",
+    "payload": "the message is already extracted from its ProtoMessage envelope: use its fields directly "
+               "(no ParseFromString(message.payload) or Protobuf.extract needed); for envelopes use "
+               "client.on(..., envelope=True) or setMessageReceivedCallback",
+}
+_HOT_EVENTS = ("ProtoOASpotEvent", "ProtoOADepthEvent", "ProtoHeartbeatEvent")
+"""Left without the hint: a class ``__getattr__`` doubles the cost of every field read (upb's
+attribute lookup then goes through Python's hook), and these arrive by the thousand."""
+
+
+def _envelope_field_hint(self: Message, name: str) -> Any:
+    """Called only when normal attribute lookup failed: name the migration step for the envelope's
+    fields (``clientMsgId``, ``payload``), a plain ``AttributeError`` for anything else."""
+    hint = _ENVELOPE_HINTS.get(name)
+    if hint is None:
+        raise AttributeError(name, name=name, obj=self)
+    raise AttributeError(f"{type(self).__name__} has no {name!r}: {hint}; {_MIGRATION}", name=name, obj=self)
+
+
+for _cls in _BY_TYPE.values():
+    if _cls.__name__ not in _HOT_EVENTS:
+        _cls.__getattr__ = _envelope_field_hint  # type: ignore[attr-defined]
+
 
 class Protobuf:
     """Look up, build and unwrap Open API messages by payload type or name.

@@ -69,6 +69,7 @@ ROWS = {
     "Client(host, port, TcpProtocol)": "test_client_constructor",
     "numberOfMessagesToSendPerSecond": "test_rate_limit_keyword",
     "client.startService()": "test_start_and_stop_service",
+    "callback-driven": "test_reactor_run_becomes_wait_closed",
     "client.isConnected": "test_is_connected",
     "d.addCallbacks(ok, err)": "test_deferred_callbacks_become_future_calls",
     "the deferred's result": "test_results_are_extracted_and_extract_is_idempotent",
@@ -135,6 +136,12 @@ def test_imports_and_endpoints() -> None:
 
     old = OLD["protobuf"]["endpoints"]
     assert {k: getattr(EndPoints, k) for k in old} == old
+    # The old submodule paths the samples use (the ConsoleSample imports EndPoints this way).
+    from ctrader_sync.auth import Auth as SubAuth
+    from ctrader_sync.endpoints import EndPoints as SubEndPoints
+    from ctrader_sync.protobuf import Protobuf as SubProtobuf
+
+    assert (SubAuth, SubEndPoints, SubProtobuf) == (Auth, EndPoints, Protobuf)
 
 
 def test_message_modules() -> None:
@@ -180,6 +187,40 @@ def test_start_and_stop_service() -> None:
         assert not any(t.is_alive() for t in client.threads())
 
 
+def test_reactor_run_becomes_wait_closed() -> None:
+    """A callback-driven program: ``reactor.run()`` blocked until a callback called
+    ``reactor.stop()``; ``client.wait_closed()`` blocks until a callback calls ``stopService()``."""
+    with Simulator() as sim:
+        client = make_client(sim)
+        answers: list[str] = []
+
+        def on_version(future: Any) -> None:
+            answers.append(future.result().version)
+            client.stopService()                         # was: reactor.stop()
+
+        client.setConnectedCallback(lambda c: c.send(ProtoOAVersionReq()).add_done_callback(on_version))
+        assert client.wait_closed(0.01) is False            # not started: nothing to wait for yet
+        client.startService()
+        assert client.wait_closed(10) is True               # was: reactor.run()
+        assert answers == [sim.version]
+        assert not any(t.is_alive() for t in client.threads())
+        assert client.wait_closed(0) is True                # closed stays closed
+
+
+def test_wait_closed_times_out_and_returns_when_the_client_gives_up() -> None:
+    with Simulator() as sim, connected(sim) as client:
+        assert client.wait_closed(0.05) is False            # still running
+    with Simulator() as sim:
+        port = sim.port
+    client = Client("127.0.0.1", port, reconnect=ReconnectPolicy(initial=0.01, max_attempts=2))
+    client.start()
+    try:
+        assert client.wait_closed(10) is True               # the reconnect policy gave up
+        assert client.state.value == "gave up"
+    finally:
+        client.close()
+
+
 def test_is_connected() -> None:
     with Simulator() as sim, connected(sim) as client:
         assert client.isConnected is True and client.is_connected is True
@@ -215,6 +256,11 @@ def test_results_are_extracted_and_extract_is_idempotent() -> None:
         assert result.payloadType == old["payloadType"]  # the inner message has it too
         assert future.clientMsgId == old["clientMsgId"] == "v-1"  # where the request's id now lives
         assert not hasattr(result, "clientMsgId") and not hasattr(result, "payload")
+        # Old code that reads them anyway is told the migration step, not a bare AttributeError.
+        with pytest.raises(AttributeError, match=r"future\.clientMsgId.*Migrating from the old SDK"):
+            _ = result.clientMsgId
+        with pytest.raises(AttributeError, match=r"already extracted.*Migrating from the old SDK"):
+            ProtoOAVersionRes().ParseFromString(result.payload)
 
 
 def test_error_answers_fail_the_future() -> None:

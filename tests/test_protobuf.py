@@ -84,3 +84,23 @@ def test_payload_type_of_a_number_and_get_class_vs_get_type() -> None:
     with pytest.raises(UnknownPayloadTypeError):
         Protobuf.get_class(2104.5)
     assert Protobuf.get("Nope", fail=False) is None
+
+
+def test_envelope_fields_on_extracted_messages_name_the_migration_step() -> None:
+    """``message.clientMsgId`` / ``message.payload`` on an extracted message (what futures, ``on()``
+    and ``events()`` give) raise an ``AttributeError`` that says what to do instead."""
+    from ctrader_sync.messages.OpenApiMessages_pb2 import ProtoOAExecutionEvent, ProtoOATraderRes, ProtoOAVersionRes
+
+    for message in (ProtoOATraderRes(), ProtoOAExecutionEvent()):
+        with pytest.raises(AttributeError, match=r"clientMsgId.*future\.clientMsgId.*envelope=True") as info:
+            _ = message.clientMsgId
+        assert info.value.name == "clientMsgId"
+        with pytest.raises(AttributeError, match=r"payload.*already extracted"):
+            _ = message.payload
+        assert not hasattr(message, "clientMsgId") and not hasattr(message, "payload")
+        assert getattr(message, "clientMsgId", None) is None
+        with pytest.raises(AttributeError, match="no_such_field"):
+            _ = message.no_such_field  # other names: a plain AttributeError, as before
+        assert message.payloadType == Protobuf.payload_type(message)  # fields unaffected
+    envelope = Protobuf.wrap(ProtoOAVersionRes(version="91"), clientMsgId="c1")
+    assert envelope.clientMsgId == "c1" and isinstance(envelope.payload, bytes)  # the envelope has them

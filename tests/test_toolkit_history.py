@@ -245,6 +245,28 @@ def test_to_pandas_dtypes_and_plot(session: tuple[Account, Spy], tmp_path: Any) 
     assert str(tframe.index.tz) == "UTC"
 
 
+def test_records_to_pandas_gives_money_as_floats_in_the_account_currency() -> None:
+    """Money fields of deals and cash flow are scaled by their own ``moneyDigits``; ids are not."""
+    pytest.importorskip("pandas")
+    from ctrader_sync.messages import OpenApiModelMessages_pb2 as MM
+    from ctrader_sync.toolkit import Records
+
+    deal = MM.ProtoOADeal(dealId=5, orderId=6, positionId=7, volume=100_000, filledVolume=100_000, symbolId=1,
+                          createTimestamp=1_700_000_000_000, executionTimestamp=1_700_000_000_000,
+                          commission=-345, moneyDigits=2, closePositionDetail=MM.ProtoOAClosePositionDetail(
+                              entryPrice=1.1, grossProfit=123_456, swap=-7, commission=-9, balance=1_000_000,
+                              moneyDigits=3))
+    row = Records([deal]).to_pandas().iloc[0]
+    assert (row["commission"], row["closePositionDetail.grossProfit"]) == (-3.45, 123.456)
+    assert (row["closePositionDetail.balance"], row["closePositionDetail.swap"]) == (1000.0, -0.007)
+    assert (row["dealId"], row["volume"]) == (5, 100_000)
+    cash = MM.ProtoOADepositWithdraw(operationType=MM.BALANCE_DEPOSIT, balanceHistoryId=1, balance=1_050_000,
+                                     delta=50_000, changeBalanceTimestamp=1_700_000_000_000, equity=1_049_000,
+                                     moneyDigits=2)
+    row = Records([cash]).to_pandas().iloc[0]
+    assert (row["balance"], row["delta"], row["equity"]) == (10_500.0, 500.0, 10_490.0)
+
+
 def test_without_pandas_a_clear_import_error(session: tuple[Account, Spy], monkeypatch: pytest.MonkeyPatch) -> None:
     account, _ = session
     bars = account.trendbars("EURUSD", "D1", datetime(2024, 1, 1), datetime(2024, 1, 10), progress=False)

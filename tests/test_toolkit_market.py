@@ -6,10 +6,16 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from ctrader_sync.messages.OpenApiMessages_pb2 import ProtoOASpotEvent, ProtoOAUnsubscribeSpotsReq
+from ctrader_sync.messages.OpenApiMessages_pb2 import (
+    ProtoOASpotEvent,
+    ProtoOASubscribeSpotsReq,
+    ProtoOAUnsubscribeDepthQuotesReq,
+    ProtoOAUnsubscribeSpotsReq,
+)
 from ctrader_sync.protobuf import Protobuf
 from ctrader_sync.simulator import Simulator
 from ctrader_sync.toolkit import Account, Quote
@@ -60,6 +66,88 @@ def test_quotes_keep_coming_after_a_reconnect(sim: Simulator, account: Account) 
             if quotes["EURUSD"].time > stamp:
                 break
         assert quotes["EURUSD"].time > stamp, "the client's recovery subscribed again"
+
+
+def _requests(sent: list[Any], kind: type) -> list[list[int]]:
+    """The symbol ids of every ``kind`` request among ``sent``."""
+    return [list(m.symbolId) for m in sent if isinstance(m, kind)]
+
+
+@pytest.fixture
+def spy(account: Account, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Record the requests the client makes through ``request`` (what subscriptions use)."""
+    sent: list[Any] = []
+    original = account.client.request
+
+    def request(message: object, *args: object, **kwargs: object) -> object:
+        sent.append(message)
+        return original(message, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(account.client, "request", request)
+    return sent
+
+
+def test_quotes_of_one_symbol_open_twice_share_the_subscription(sim: Simulator, account: Account,
+                                                                spy: list[Any]) -> None:
+    """The server allows one spot subscription per symbol: a second ``Quotes`` on it must not fail
+    with ALREADY_SUBSCRIBED, and leaving it must not end the first one's prices."""
+    with account.quotes("EURUSD") as outer, account.client.events(ProtoOASpotEvent, timeout=10) as spots:
+        first = outer.wait("EURUSD", timeout=10)
+        with account.quotes("eurusd", "GBPUSD") as inner:
+            assert inner.wait("EURUSD", timeout=10).time >= first.time  # starts from what outer has
+            inner.wait("GBPUSD", timeout=10)
+        assert _requests(spy, ProtoOAUnsubscribeSpotsReq) == [[2]]  # GBPUSD only
+        stamp = outer["EURUSD"].time
+        for _ in spots:
+            if outer["EURUSD"].time > stamp:
+                break
+        assert outer["EURUSD"].time > stamp, "EURUSD prices keep coming after the inner quotes left"
+    assert _requests(spy, ProtoOAUnsubscribeSpotsReq) == [[2], [1]]
+    assert _requests(spy, ProtoOASubscribeSpotsReq) == [[1], [2]]
+
+
+def test_quotes_use_a_subscription_made_outside_the_toolkit_and_leave_it(account: Account, spy: list[Any]) -> None:
+    account.client.request(ProtoOASubscribeSpotsReq(ctidTraderAccountId=account.id, symbolId=[1]), 10)
+    with account.client.events(ProtoOASpotEvent, timeout=10) as spots:
+        with account.quotes("EURUSD", "GBPUSD") as quotes:
+            quotes.wait("GBPUSD", timeout=10)
+        assert _requests(spy, ProtoOAUnsubscribeSpotsReq) == [[2]], \
+            "the toolkit ends only the subscriptions it made"
+        assert any(spot.symbolId == 1 for spot in spots)
+
+
+def test_two_depth_books_of_one_symbol_share_the_subscription(sim: Simulator, account: Account,
+                                                             spy: list[Any]) -> None:
+    sim.pause_market()
+    with account.depth("EURUSD") as outer:
+        outer.wait(timeout=10)
+        with account.depth("EURUSD") as inner:
+            inner.wait(timeout=10)  # the book the outer one holds: the server sends it only once
+            assert inner.bids == outer.bids and inner.asks == outer.asks and inner.bids
+        assert _requests(spy, ProtoOAUnsubscribeDepthQuotesReq) == []
+        seen = outer.updates
+        bid, ask = sim.price("EURUSD")
+        sim.set_price("EURUSD", round(bid + 0.0010, 5), round(ask + 0.0010, 5))
+        outer.wait(timeout=10, updates=seen + 1)  # still subscribed
+        assert outer.best_bid == round(bid + 0.0010, 5)
+    assert len(_requests(spy, ProtoOAUnsubscribeDepthQuotesReq)) == 1
+
+
+def test_quotes_and_depth_are_live_without_a_with_block(account: Account, spy: list[Any]) -> None:
+    """``account.quotes(...)`` and ``account.depth(...)`` return live objects; ``close()`` ends them."""
+    quotes = account.quotes("EURUSD")
+    book = account.depth("EURUSD")
+    try:
+        assert quotes.wait("EURUSD", timeout=10).bid > 0
+        assert book.wait(timeout=10).best_bid is not None
+    finally:
+        quotes.close()
+        book.close()
+    assert _requests(spy, ProtoOAUnsubscribeSpotsReq) == [[1]]
+    assert _requests(spy, ProtoOAUnsubscribeDepthQuotesReq) == [[1]]
+    with account.quotes("EURUSD") as again:  # entering an open one changes nothing
+        assert again.wait("EURUSD", timeout=10).ask > 0
+    assert _requests(spy, ProtoOASubscribeSpotsReq) == [[1], [1]]
 
 
 def test_unrealized_pnl_and_equity_against_hand_computed_values(sim: Simulator, account: Account) -> None:

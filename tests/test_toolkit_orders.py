@@ -151,6 +151,29 @@ def test_volume_is_normalised_before_anything_is_written(sim: Simulator, account
     assert sent_orders(sim) == before, "nothing was written for a refused argument"
 
 
+def test_refusals_before_sending_carry_the_server_code_too(sim: Simulator, account: Account) -> None:
+    """Bad volume and unknown symbol are refused before anything is written, yet handled like the
+    server's refusals: ``OrderError`` with the server's code, and still the argument errors."""
+    import pickle
+
+    before = sent_orders(sim)
+    with pytest.raises(OrderError) as info:
+        account.market_order("EURUSD", "buy", volume=1)
+    assert info.value.error_code == "TRADING_BAD_VOLUME" and "minimum of 1000" in str(info.value)
+    assert isinstance(info.value, InvalidRequestError) and isinstance(info.value, ValueError)
+    with pytest.raises(OrderError) as info:
+        account.limit_order("EURUSD", "buy", 1.0, lots=100_000)
+    assert info.value.error_code == "TRADING_BAD_VOLUME" and "maximum" in str(info.value)
+    with pytest.raises(OrderError) as info:
+        account.market_order("EURUSX", "buy", lots=0.1)
+    refused = info.value
+    assert refused.error_code == "SYMBOL_NOT_FOUND" and isinstance(refused, UnknownSymbolError)
+    assert isinstance(refused, KeyError) and str(refused) == "unknown symbol: 'EURUSX' (did you mean EURUSD?)"
+    copy = pickle.loads(pickle.dumps(refused))
+    assert type(copy) is type(refused) and str(copy) == str(refused) and copy.error_code == "SYMBOL_NOT_FOUND"
+    assert sent_orders(sim) == before, "nothing was written"
+
+
 def test_partial_close_by_lots_then_the_rest(account: Account) -> None:
     fill = account.market_order("EURUSD", "buy", lots=0.3)
     part = account.close_position(fill.position_id, lots=0.1)

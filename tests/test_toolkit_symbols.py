@@ -133,6 +133,23 @@ def test_volume_normalisation_at_min_step_max(account: Account) -> None:
         gold.normalize_volume(Decimal("0.5"))
 
 
+def test_symbol_info_is_frozen_with_exactly_the_fields_the_issue_lists(account: Account) -> None:
+    import dataclasses
+    import pickle
+
+    assert [f.name for f in dataclasses.fields(SymbolInfo)] == [
+        "id", "name", "description", "digits", "pip_position", "lot_size", "min_volume", "max_volume",
+        "step_volume", "base_asset", "quote_asset"]
+    eurusd = account.symbols["EURUSD"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        eurusd.digits = 3  # type: ignore[misc]
+    assert eurusd.enabled and eurusd.details is not None and eurusd.details.symbolId == eurusd.id
+    again = pickle.loads(pickle.dumps(eurusd))
+    assert again == eurusd and again.details == eurusd.details
+    bare = SymbolInfo(*dataclasses.astuple(eurusd))  # built from the eleven fields alone
+    assert bare == eurusd and bare.enabled and bare.details is None
+
+
 def test_conversions(account: Account) -> None:
     eurusd = account.symbols["EURUSD"]
     assert eurusd.lots_to_volume("0.01") == 100_000  # 1000 units in cents
@@ -175,3 +192,30 @@ def test_every_toolkit_name_has_a_docstring() -> None:
             if inspect.isclass(obj) or inspect.isfunction(obj):
                 missing += _undocumented(obj, f"{module_name}.{name}")
     assert not missing, f"public names without a docstring: {missing}"
+
+
+def test_every_toolkit_method_has_its_own_docstring() -> None:
+    """Not only inherited ones (``inspect.getdoc`` would take a base class's): ``help(obj.method)``
+    must describe that method, for every public class of the toolkit and the history CLI."""
+    import importlib
+    import inspect
+
+    missing: list[str] = []
+    for module_name in ("ctrader_sync.toolkit", "ctrader_sync.history"):
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not inspect.isclass(obj):
+                continue
+            for klass in obj.__mro__:
+                if not klass.__module__.startswith("ctrader_sync"):
+                    continue
+                for member_name, member in vars(klass).items():
+                    if member_name.startswith("_"):
+                        continue
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    doc = member.fget.__doc__ if isinstance(member, property) else getattr(member, "__doc__", None)
+                    if (inspect.isfunction(member) or isinstance(member, property)) and not (doc or "").strip():
+                        missing.append(f"{klass.__qualname__}.{member_name}")
+    assert not missing, f"public methods without their own docstring: {sorted(set(missing))}"

@@ -5,6 +5,8 @@ P&L from constructed deals."""
 from __future__ import annotations
 
 from concurrent.futures import Future
+from dataclasses import astuple
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from ctrader_sync.errors import RequestTimeoutError
 from ctrader_sync.messages import OpenApiMessages_pb2 as M
 from ctrader_sync.messages import OpenApiModelMessages_pb2 as MM
-from ctrader_sync.toolkit import DepthBook, Quotes
+from ctrader_sync.toolkit import DepthBook, Quote, Quotes
 from ctrader_sync.toolkit._mirror import Mirror
 from ctrader_sync.toolkit._pnl import closed_positions
 from ctrader_sync.toolkit._trade_types import side_value
@@ -129,6 +131,16 @@ def test_quotes_merge_one_sided_spot_events() -> None:
     assert quotes["EURUSD"].bid == 1.0852, "another account's spots are ignored"
     with pytest.raises(KeyError, match="not one of"):
         quotes["GBPUSD"]
+
+
+def test_quote_is_bid_ask_time_as_the_issue_names_it() -> None:
+    """``Quote(bid, ask, time)``: positional in that order, the symbol's name after them."""
+    quotes = Quotes(None, ACCOUNT, [Info()])
+    quotes.apply(spot(bid=108500, ask=108512, ts=1_700_000_000_000))
+    bid, ask, when, name = astuple(quotes["EURUSD"])
+    assert (bid, ask, when.timestamp(), name) == (1.085, 1.08512, 1_700_000_000.0, "EURUSD")
+    made = Quote(1.1, 1.2, datetime(2024, 1, 1, tzinfo=timezone.utc))
+    assert (made.bid, made.ask, made.symbol) == (1.1, 1.2, "")
 
 
 # -- mirror -----------------------------------------------------------------------------------

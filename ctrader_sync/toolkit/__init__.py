@@ -39,6 +39,7 @@ from ._changes import Change, ChangeHandle, ChangeStream
 from ._depth import DepthBook
 from ._pnl import PnLRefresher
 from ._quotes import Quote, Quotes
+from ._refusals import OrderArgumentError, UnknownOrderSymbolError
 from ._trade_types import ClosedPosition, Fill, Order, PnL, Position
 from ._trading_api import KEEP
 
@@ -51,9 +52,11 @@ __all__ += [
     "DepthBook",
     "Fill",
     "Order",
+    "OrderArgumentError",
     "PnL",
     "PnLRefresher",
     "Position",
     "Quote",
     "Quotes",
+    "UnknownOrderSymbolError",
 ]

@@ -19,6 +19,7 @@ from ..messages.OpenApiMessages_pb2 import (
     ProtoOASubscribeDepthQuotesReq,
     ProtoOAUnsubscribeDepthQuotesReq,
 )
+from ._feeds import Feed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._client import EventHandle
@@ -33,14 +34,18 @@ class DepthBook:
     """The depth of market of one symbol, kept current from depth events.
 
     Use it as a context manager (``with account.depth("EURUSD") as book:``): entering subscribes,
-    leaving unsubscribes.  ``bids``/``asks`` are snapshots (lists of ``(price, size)``), safe to
-    read from any thread.  After a reconnect the client's recovery subscribes again and the server
-    sends the book afresh; the quotes of the lost connection are dropped at re-authorisation.
+    leaving unsubscribes (several books of one account share a symbol's subscription, a later one
+    starting from the book an earlier one holds; the last one to leave ends it).  ``bids``/``asks``
+    are snapshots (lists of ``(price, size)``), safe to read from any thread.  After a reconnect the
+    client's recovery subscribes again and the server sends the book afresh; the quotes of the lost
+    connection are dropped at re-authorisation.
     """
 
     def __init__(self, client: Any, account_id: int, symbol: InfoLike | None,
-                 symbol_id: int | None = None, timeout: float = 30.0) -> None:
+                 symbol_id: int | None = None, timeout: float = 30.0, feed: Feed | None = None) -> None:
         self._client = client
+        self._feed = feed if feed is not None else Feed(client, account_id, ProtoOASubscribeDepthQuotesReq,
+                                                        ProtoOAUnsubscribeDepthQuotesReq)
         self.account_id = account_id
         self.symbol = symbol
         self.symbol_id = int(symbol.id if symbol is not None else symbol_id or 0)
@@ -144,13 +149,27 @@ class DepthBook:
             return self
         self._handles = [client.on(ProtoOADepthEvent, self.apply), client.on(ProtoOAAccountAuthRes, self._on_auth)]
         try:
-            client.request(ProtoOASubscribeDepthQuotesReq(ctidTraderAccountId=self.account_id,
-                                                          symbolId=[self.symbol_id]), self.timeout)
+            earlier = self._feed.acquire(self, [self.symbol_id], self.timeout)
         except BaseException:
             self._remove_handles()
             raise
         self._subscribed = True
+        if earlier:
+            self._start_from(earlier[0])
         return self
+
+    def _start_from(self, other: DepthBook) -> None:
+        """Take the book another ``DepthBook`` on the same subscription holds (the server sends the
+        whole book only right after subscribing).  ``other`` listened first, so it has applied
+        every event this one has, and applying an event twice changes nothing."""
+        with other._cond:
+            quotes, updates = dict(other._quotes), other.updates
+        if not updates:
+            return  # nothing there yet: the book the server sends on subscribing reaches both
+        with self._cond:
+            self._quotes = quotes
+            self.updates += 1
+            self._cond.notify_all()
 
     def _remove_handles(self) -> None:
         for handle in self._handles:
@@ -165,11 +184,7 @@ class DepthBook:
         if client is None or not self._subscribed:
             return
         self._subscribed = False
-        try:
-            client.request(ProtoOAUnsubscribeDepthQuotesReq(ctidTraderAccountId=self.account_id,
-                                                            symbolId=[self.symbol_id]), min(self.timeout, 5.0))
-        except Exception:  # a closed client or a lost connection: nothing to unsubscribe from
-            pass
+        self._feed.release(self, [self.symbol_id], min(self.timeout, 5.0))
 
     def __enter__(self) -> DepthBook:
         return self.open()

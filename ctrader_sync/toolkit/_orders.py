@@ -23,6 +23,7 @@ from typing import Any, cast
 from ..errors import (
     ClientClosedError,
     ConnectionLostError,
+    InvalidRequestError,
     OrderError,
     OrderNotPlacedError,
     OrderOutcomeUnknownError,
@@ -30,6 +31,7 @@ from ..errors import (
 )
 from ..messages.OpenApiMessages_pb2 import ProtoOAExecutionEvent
 from ._outcome import Lookup, OutcomeUnknown, Snapshot
+from ._refusals import bad_volume
 from ._trade_types import Fill, Order, fill_from_events
 from ._watch import ExecutionWatch, LostConnection, refuse_client_thread
 
@@ -237,7 +239,8 @@ def units_of(info: Any, lots: Any, volume: Any) -> int:
 
     Raises:
         ValueError: neither or both given.
-        InvalidRequestError: outside the symbol's limits (a ``ValueError``).
+        OrderArgumentError: outside the symbol's limits (an ``InvalidRequestError``, so a
+            ``ValueError``, and an ``OrderError`` with ``error_code`` ``"TRADING_BAD_VOLUME"``).
     """
     if (lots is None) == (volume is None):
         raise ValueError("give exactly one of lots= or volume= (units)")
@@ -245,4 +248,8 @@ def units_of(info: Any, lots: Any, volume: Any) -> int:
         units = Decimal(info.lots_to_volume(lots)) / 100
     else:
         units = Decimal(repr(volume)) if isinstance(volume, float) else Decimal(volume)
-    return int(info.units_to_volume(info.normalize_volume(units)))
+    try:
+        normal = info.normalize_volume(units)
+    except InvalidRequestError as exc:
+        raise bad_volume(exc) from None
+    return int(info.units_to_volume(normal))

@@ -62,6 +62,7 @@ class TextBar(Reporter):
         self._shown = False
 
     def update(self, done: int, total: int) -> None:
+        """Record ``done`` of ``total`` requests; redraw at most every ``interval`` seconds (and at the end)."""
         self._last = (done, max(total, done))
         now = time.monotonic()
         if now - self._drawn >= self.interval or done >= total:
@@ -79,6 +80,7 @@ class TextBar(Reporter):
         self._shown = True
 
     def close(self) -> None:
+        """Draw the final state and end the line (nothing when the bar was never drawn)."""
         if self._shown:
             self._draw(time.monotonic())
             self.stream.write("\n")

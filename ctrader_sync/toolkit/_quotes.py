@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RequestTimeoutError
 from ..messages.OpenApiMessages_pb2 import ProtoOASpotEvent, ProtoOASubscribeSpotsReq, ProtoOAUnsubscribeSpotsReq
+from ._feeds import Feed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._client import EventHandle
@@ -27,12 +28,17 @@ _PRICE_SCALE = 100_000
 
 @dataclass(frozen=True)
 class Quote:
-    """One symbol's latest prices: ``bid`` and ``ask`` as floats, ``time`` (UTC) of the last change."""
+    """One symbol's latest prices: ``Quote(bid, ask, time)``, ``bid`` and ``ask`` as floats, ``time``
+    (aware UTC) of the last change, and the ``symbol``'s name."""
 
-    symbol: str
     bid: float
+    """Latest bid price."""
     ask: float
+    """Latest ask price."""
     time: datetime
+    """When either side last changed (aware UTC)."""
+    symbol: str = ""
+    """The symbol's name."""
 
     @property
     def mid(self) -> float:
@@ -48,14 +54,17 @@ class Quote:
 class Quotes:
     """Live quotes of some symbols: ``quotes["EURUSD"]`` is the latest :class:`Quote`.
 
-    A context manager: entering subscribes to the symbols' spots, leaving unsubscribes.  Reconnects
+    A context manager: entering subscribes to the symbols' spots, leaving unsubscribes (several
+    ``Quotes`` of one account share a symbol's subscription: the last one to leave ends it).  Reconnects
     need nothing from you: the client's session recovery subscribes again and prices keep coming.
     Keys may be names (any case), ids or ``SymbolInfo`` objects.
     """
 
     def __init__(self, client: Any, account_id: int, symbols: list[InfoLike],
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, feed: Feed | None = None) -> None:
         self._client = client
+        self._feed = feed if feed is not None else Feed(client, account_id, ProtoOASubscribeSpotsReq,
+                                                        ProtoOAUnsubscribeSpotsReq)
         self.account_id = account_id
         self.timeout = timeout
         self._symbols = {int(s.id): s for s in symbols}
@@ -104,8 +113,8 @@ class Quotes:
             return None
         symbol = self._symbols[sid]
         digits = int(symbol.digits)
-        return Quote(symbol.name, round(bid / _PRICE_SCALE, digits), round(ask / _PRICE_SCALE, digits),
-                     self._time[sid])
+        return Quote(round(bid / _PRICE_SCALE, digits), round(ask / _PRICE_SCALE, digits), self._time[sid],
+                     symbol.name)
 
     def get(self, symbol: object) -> Quote | None:
         """The latest quote, or ``None`` while both sides are not known yet."""
@@ -164,13 +173,32 @@ class Quotes:
             return self
         self._handle = client.on(ProtoOASpotEvent, self.apply)
         try:
-            client.request(ProtoOASubscribeSpotsReq(ctidTraderAccountId=self.account_id,
-                                                    symbolId=sorted(self._symbols)), self.timeout)
+            earlier = self._feed.acquire(self, sorted(self._symbols), self.timeout)
         except BaseException:
             self._handle.remove()
+            self._handle = None
             raise
         self._subscribed = True
+        for other in earlier:
+            self._start_from(other)
         return self
+
+    def _start_from(self, other: Quotes) -> None:
+        """Take the prices another ``Quotes`` on the same subscription already has (the server
+        sends the latest quote only right after subscribing).  ``other`` listened first, so it
+        has seen every event this one has: its values are never older."""
+        with other._cond:
+            known = [(sid, other._bid.get(sid), other._ask.get(sid), other._time.get(sid))
+                     for sid in self._symbols if sid in other._time]
+        with self._cond:
+            for sid, bid, ask, when in known:
+                if bid is not None:
+                    self._bid[sid] = bid
+                if ask is not None:
+                    self._ask[sid] = ask
+                if when is not None:
+                    self._time[sid] = when
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Unsubscribe and stop updating (idempotent; waits at most 5 s for the answer; never raises
@@ -182,11 +210,7 @@ class Quotes:
         if client is None or not self._subscribed:
             return
         self._subscribed = False
-        try:
-            client.request(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=self.account_id,
-                                                      symbolId=sorted(self._symbols)), min(self.timeout, 5.0))
-        except Exception:  # a closed client or a lost connection: nothing to unsubscribe from
-            pass
+        self._feed.release(self, sorted(self._symbols), min(self.timeout, 5.0))
 
     def __enter__(self) -> Quotes:
         return self.open()

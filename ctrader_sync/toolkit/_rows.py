@@ -229,8 +229,10 @@ class Records(_Rows[R]):
     def to_pandas(self) -> Any:
         """A ``pandas.DataFrame``, one row per record and one column per field that any record
         has (nested messages flattened as ``tradeData.symbolId``; enums by name; ``...Timestamp``
-        fields as UTC datetimes; numbers as the server sends them, money scaled by its
-        ``moneyDigits``). Needs the ``ctrader-sync[pandas]`` extra."""
+        fields as UTC datetimes; money fields (``balance``, ``delta``, ``equity``, ``commission``,
+        ``grossProfit``, ``swap``, ``pnlConversionFee``) as floats in the account currency, scaled
+        by the record's ``moneyDigits``; other numbers as the server sends them). Exact values stay
+        on the records themselves. Needs the ``ctrader-sync[pandas]`` extra."""
         pd = require_pandas("Records.to_pandas()")
         frame = pd.DataFrame([_flatten(record) for record in self._rows])
         for column in frame.columns:
@@ -239,15 +241,24 @@ class Records(_Rows[R]):
         return frame
 
 
-def _flatten(message: Any, prefix: str = "") -> dict[str, Any]:
-    """The set fields of a protobuf message as ``{"a.b": value}`` (enums by name, lists kept)."""
+MONEY_FIELDS = frozenset({"balance", "delta", "equity", "commission", "grossProfit", "swap", "pnlConversionFee"})
+"""Integer money fields of history records, scaled by their message's ``moneyDigits``."""
+
+
+def _flatten(message: Any, prefix: str = "", digits: int | None = None) -> dict[str, Any]:
+    """The set fields of a protobuf message as ``{"a.b": value}`` (enums by name, lists kept, money
+    fields scaled by the nearest ``moneyDigits`` to floats)."""
     row: dict[str, Any] = {}
+    if "moneyDigits" in message.DESCRIPTOR.fields_by_name and message.HasField("moneyDigits"):
+        digits = int(message.moneyDigits)
     for field, value in message.ListFields():
         name = prefix + field.name
         if field.type == field.TYPE_MESSAGE and not _is_repeated(field):
-            row.update(_flatten(value, name + "."))
+            row.update(_flatten(value, name + ".", digits))
         elif field.type == field.TYPE_ENUM and not _is_repeated(field):
             row[name] = field.enum_type.values_by_number[value].name
+        elif field.name in MONEY_FIELDS and digits is not None and not _is_repeated(field):
+            row[name] = int(value) / 10**digits
         else:
             row[name] = list(value) if _is_repeated(field) else value
     return row

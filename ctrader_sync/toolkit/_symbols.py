@@ -12,7 +12,7 @@ import difflib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -70,10 +70,24 @@ class SymbolInfo:
     """The base asset's name (``"EUR"`` for EURUSD), or ``""`` when unknown."""
     quote_asset: str
     """The quote asset's name (``"USD"`` for EURUSD), or ``""`` when unknown."""
-    enabled: bool = True
-    """Whether the broker lists the symbol as enabled."""
-    details: ProtoOASymbol | None = field(default=None, compare=False, repr=False)
-    """The server's full ``ProtoOASymbol`` (schedule, swaps, commissions...)."""
+
+    # Not dataclass fields (the fields are exactly the eleven above): set by the catalogue.
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the broker lists the symbol as enabled (``True`` when it does not say)."""
+        return bool(self.__dict__.get("_enabled", True))
+
+    @property
+    def details(self) -> ProtoOASymbol | None:
+        """The server's full ``ProtoOASymbol`` (schedule, swaps, commissions...), when loaded."""
+        details: ProtoOASymbol | None = self.__dict__.get("_details")
+        return details
+
+    def _attach(self, enabled: bool, details: ProtoOASymbol | None) -> SymbolInfo:
+        object.__setattr__(self, "_enabled", enabled)
+        object.__setattr__(self, "_details", details)
+        return self
 
     @property
     def lot_size_cents(self) -> int:
@@ -171,7 +185,7 @@ def _build(light: ProtoOALightSymbol, proto: ProtoOASymbol, assets: dict[int, st
         min_volume=_units(proto, "minVolume", 1), max_volume=_units(proto, "maxVolume", 2**62),
         step_volume=step, base_asset=assets.get(int(light.baseAssetId), ""),
         quote_asset=assets.get(int(light.quoteAssetId), ""),
-        enabled=bool(light.enabled) if light.HasField("enabled") else True, details=proto)
+    )._attach(bool(light.enabled) if light.HasField("enabled") else True, proto)
 
 
 class SymbolCatalog:

@@ -16,15 +16,24 @@ from decimal import Decimal
 from typing import Any, cast
 
 from ..errors import OrderError, OrderOutcomeUnknownError
-from ..messages.OpenApiMessages_pb2 import ProtoOANewOrderReq, ProtoOAReconcileReq
+from ..messages.OpenApiMessages_pb2 import (
+    ProtoOANewOrderReq,
+    ProtoOAReconcileReq,
+    ProtoOASubscribeDepthQuotesReq,
+    ProtoOASubscribeSpotsReq,
+    ProtoOAUnsubscribeDepthQuotesReq,
+    ProtoOAUnsubscribeSpotsReq,
+)
 from . import _existing
 from ._changes import Change, ChangeHandle, ChangeStream
 from ._depth import DepthBook
+from ._feeds import Feed
 from ._mirror import Mirror
 from ._orders import Desk, new_client_order_id, units_of
 from ._outcome import OutcomeUnknown
 from ._pnl import PnLRefresher, closed_positions, fetch_unrealized
 from ._quotes import Quotes
+from ._refusals import resolve_for_order
 from ._trade_types import ClosedPosition, Fill, Order, PnL, Position, side_value
 
 __all__ = ["KEEP", "TradingMixin"]
@@ -43,6 +52,8 @@ class _Trading:
     def __init__(self, account: Any) -> None:
         self.desk = Desk(account.client, account.id, account._symbol_by_id)
         self.mirror = Mirror(account.client, account.id, account._symbol_by_id, account._trade_timeout())
+        self.spots = Feed(account.client, account.id, ProtoOASubscribeSpotsReq, ProtoOAUnsubscribeSpotsReq)
+        self.depth = Feed(account.client, account.id, ProtoOASubscribeDepthQuotesReq, ProtoOAUnsubscribeDepthQuotesReq)
 
 
 class TradingMixin:
@@ -109,15 +120,18 @@ class TradingMixin:
         Waits for ORDER_FILLED (after any partial fills), not just ORDER_ACCEPTED.
 
         Raises:
-            OrderError: the server refused (``error_code``, ``order_id``/``position_id`` when known).
+            OrderError: the server refused (``error_code``, ``order_id``/``position_id`` when known);
+                also a volume outside the symbol's limits (``TRADING_BAD_VOLUME``, an
+                ``InvalidRequestError`` too) or an unknown symbol (``SYMBOL_NOT_FOUND``, an
+                ``UnknownSymbolError`` too), refused before anything is sent.
             OrderNotPlacedError: the answer was lost and the server has no such order (safe to retry).
             OrderOutcomeUnknownError: the answer was lost and the truth could not be learned within
                 ``timeout``; ask later with :meth:`find_order` ``(error.client_order_id)``.
-            UnknownSymbolError, InvalidRequestError, ValueError: bad arguments (nothing was sent).
+            ValueError: other bad arguments (side, lots and volume both or neither...; nothing was sent).
             ConnectionLostError, RequestTimeoutError: only from the requests made *before* the
                 order (loading the symbol catalogue): the order itself was not sent.
         """
-        info = self.symbols.resolve(symbol)
+        info = resolve_for_order(self.symbols, symbol)
         request = ProtoOANewOrderReq(ctidTraderAccountId=self.id, symbolId=info.id, orderType=cast(Any, _MARKET),
                                      tradeSide=cast(Any, side_value(side)), volume=units_of(info, lots, volume))
         if stop_loss_pips is not None:
@@ -158,7 +172,7 @@ class TradingMixin:
     def _pending(self, kind: int, symbol: Any, side: Any, price: float, lots: Any, volume: Any,
                  stop_loss: float | None, take_profit: float | None, sl_pips: float | None, tp_pips: float | None,
                  expiry: datetime | int | None, label: str | None, comment: str | None, timeout: float) -> Order:
-        info = self.symbols.resolve(symbol)
+        info = resolve_for_order(self.symbols, symbol)
         trade_side = side_value(side)
         if not price or price <= 0:
             raise ValueError(f"price must be positive, got {price!r}")
@@ -347,14 +361,24 @@ class TradingMixin:
     # -- market data ------------------------------------------------------------------------
 
     def quotes(self, *symbols: Any) -> Quotes:
-        """Live quotes of ``symbols``: ``with account.quotes("EURUSD") as q: q.wait("EURUSD")``."""
+        """Live quotes of ``symbols``: ``with account.quotes("EURUSD") as q: q.wait("EURUSD")``.
+
+        Subscribed when returned (so ``q = account.quotes("EURUSD")`` works too: ``q.close()``
+        unsubscribes); the ``with`` block unsubscribes on leaving.  Several ``Quotes`` may be open
+        at once, also on the same symbols: they share the account's subscriptions (the server
+        allows one per symbol)."""
         if not symbols:
             raise ValueError("give at least one symbol")
-        return Quotes(self.client, self.id, [self.symbols.resolve(s) for s in symbols], self._trade_timeout())
+        return Quotes(self.client, self.id, [self.symbols.resolve(s) for s in symbols], self._trade_timeout(),
+                      feed=self._trading().spots).open()
 
     def depth(self, symbol: Any) -> DepthBook:
-        """A live :class:`DepthBook` of ``symbol``: ``with account.depth("EURUSD") as book: ...``."""
-        return DepthBook(self.client, self.id, self.symbols.resolve(symbol), timeout=self._trade_timeout())
+        """A live :class:`DepthBook` of ``symbol``: ``with account.depth("EURUSD") as book: ...``.
+
+        Subscribed when returned (``book.close()`` unsubscribes; the ``with`` block does it on
+        leaving).  Several books of one symbol may be open at once: they share the subscription."""
+        return DepthBook(self.client, self.id, self.symbols.resolve(symbol), timeout=self._trade_timeout(),
+                         feed=self._trading().depth).open()
 
 
 def _relative(info: Any, pips: float, name: str) -> int:
