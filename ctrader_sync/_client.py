@@ -338,7 +338,7 @@ class Client:
             timeout: seconds to wait for the answer after the request is written
                 (default: ``response_timeout``). ``responseTimeoutInSeconds`` is the old SDK's name.
 
-        Raises (at once, nothing is queued):
+        Raises:
             InvalidRequestError: not a request message, required fields missing, or ``clientMsgId``
                 already pending (also a ``ValueError``).
             QueueFullError: ``max_pending`` requests are already queued or in flight.
@@ -348,6 +348,7 @@ class Client:
         The future fails with ``ServerError`` (or ``RateLimitError``, ``OrderError``,
         ``AuthenticationError``) for an error answer, ``RequestTimeoutError`` when no answer comes in
         time, ``ConnectionLostError`` when the connection drops after the request was written.
+        The errors under *Raises* come at once, and nothing is queued then.
         """
         kind = REQUEST_KINDS.get(type(message))
         if kind is None or fields or timeout is not None or responseTimeoutInSeconds is not None:

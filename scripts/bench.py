@@ -694,14 +694,16 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:,.1f}"
 
 
-def table(r: Run) -> str:
-    header = ("metric", "unit", "raw", "sdk", "sdk/raw", "target", "pass")
+def table(r: Run, judged: bool = True) -> str:
+    """The figures as a text table; ``judged=False`` (``--quick``) leaves the pass column out."""
+    header = ("metric", "unit", "raw", "sdk", "sdk/raw", "target", "pass") if judged else (
+        "metric", "unit", "raw", "sdk", "sdk/raw", "target (not judged in --quick)")
     lines = [header]
     for m in r.rows.values():
         passed = m.passed
-        lines.append((m.name, m.unit, _fmt(m.raw, m.unit), _fmt(m.sdk, m.unit),
-                      "-" if m.ratio is None else f"{m.ratio:.2f}x", m.target,
-                      "-" if passed is None else ("PASS" if passed else "FAIL")))
+        row = (m.name, m.unit, _fmt(m.raw, m.unit), _fmt(m.sdk, m.unit),
+               "-" if m.ratio is None else f"{m.ratio:.2f}x", m.target)
+        lines.append((*row, "-" if passed is None else ("PASS" if passed else "FAIL")) if judged else row)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = []
     for i, row in enumerate(lines):
@@ -791,8 +793,10 @@ def main(argv: list[str] | None = None) -> int:
         r = run(args, cfg)
     finally:
         _kill_children()
-    print(table(r))
-    result = {"meta": meta(args, cfg), "metrics": {k: m.to_json() for k, m in r.rows.items()},
+    print(table(r, judged=not args.quick))
+    # Quick mode asserts nothing about speed: its figures carry no verdict.
+    metrics = {k: {**m.to_json(), **({} if not args.quick else {"pass": None})} for k, m in r.rows.items()}
+    result = {"meta": meta(args, cfg), "metrics": metrics,
               "errors": r.errors}
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     progress(f"figures written to {args.json}")
