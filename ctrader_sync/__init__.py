@@ -48,6 +48,8 @@ _LAZY = {
     "TcpProtocol": "._codec",
     "Protobuf": ".protobuf",
     "Client": "._client",
+    "ClientState": "._supervisor",
+    "RateLimitRetry": "._reconnect",
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
     "EventStream": "._events",
@@ -57,7 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
     from ._codec import DEFAULT_MAX_FRAME_SIZE, Frame, TcpProtocol
     from ._events import EventStream
-    from ._reconnect import ReconnectPolicy
+    from ._reconnect import RateLimitRetry, ReconnectPolicy
+    from ._supervisor import ClientState
     from .auth import Auth
     from .protobuf import Protobuf
 
@@ -85,6 +88,7 @@ __all__ = [
     "CTraderError",
     "Client",
     "ClientClosedError",
+    "ClientState",
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionLostError",
@@ -99,6 +103,7 @@ __all__ = [
     "ProtocolError",
     "QueueFullError",
     "RateLimitError",
+    "RateLimitRetry",
     "ReconnectPolicy",
     "RequestTimeoutError",
     "ServerError",

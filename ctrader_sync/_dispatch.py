@@ -31,6 +31,7 @@ class Dispatcher:
         """Pushed events dropped because the queue was full."""
         self._items: deque[Item] = deque()
         self._events = 0
+        # Guards _items, _events and _stopping; a leaf lock (no callback runs under it).
         self._cond = threading.Condition(threading.Lock())
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)

@@ -1,19 +1,134 @@
-"""``EventStream``: received messages as a blocking iterator, for scripts and notebooks."""
+"""The event bus: who is told about received messages and connection changes, and how.
+
+* ``EventBus`` keeps the callbacks (``Client.on``, the old SDK's message/connected/disconnected
+  callbacks) and runs them on the dispatcher thread (``_dispatch``), one item per read.
+* ``EventHandle`` unregisters one callback.
+* ``EventStream``: received messages as a blocking iterator, for scripts and notebooks.
+
+Lock: ``EventBus._lock`` serializes registrations (a leaf lock).  The handler table is replaced,
+never changed in place, so the dispatcher reads it without a lock.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from google.protobuf.message import Message
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._client import Client, EventHandle
+from ._dispatch import Dispatcher
+from .protobuf import Protobuf
 
-__all__ = ["EventStream"]
+__all__ = ["EventBus", "EventHandle", "EventStream"]
+
+log = logging.getLogger("ctrader_sync")
+
+
+class EventHandle:
+    """Returned by :meth:`Client.on`: ``remove()`` unregisters the callback (idempotent)."""
+
+    __slots__ = ("_bus", "_callback", "_key")
+
+    def __init__(self, bus: EventBus, key: int | None, callback: Callable[..., Any]) -> None:
+        self._bus = bus
+        self._key = key
+        self._callback = callback
+
+    def remove(self) -> None:
+        """Stop calling the callback. Safe to call more than once."""
+        self._bus.remove(self._key, self._callback)
+
+
+class EventBus:
+    """Callbacks for received messages and connection changes, run on the dispatcher thread.
+
+    ``client`` is passed as the first argument of the old SDK's callbacks (it is not used here).
+    """
+
+    def __init__(self, client: object, dispatcher: Dispatcher) -> None:
+        self._client = client
+        self._dispatcher = dispatcher
+        # Serializes registrations (the handler table is replaced, never changed in place); a leaf.
+        self._lock = threading.Lock()
+        self.on_connected: Callable[[Any], Any] | None = None
+        self.on_disconnected: Callable[[Any, BaseException], Any] | None = None
+        self._on_message: Callable[[Any, Message], Any] | None = None
+        self._handlers: dict[int | None, list[Callable[..., Any]]] = {}
+        self.wanted = False
+        """True while any message callback is registered (else received frames are not posted)."""
+        self.closed = False
+        """Set when the client closes: event streams end."""
+
+    def set_message_callback(self, callback: Callable[[Any, Message], Any] | None) -> None:
+        """The old SDK's ``setMessageReceivedCallback``."""
+        with self._lock:
+            self._on_message = callback
+            self.wanted = bool(self._handlers) or callback is not None
+
+    def on(self, message_type: type[Message] | int | str | None, callback: Callable[[Message], Any]) -> EventHandle:
+        """See :meth:`Client.on`."""
+        key = None if message_type is None else (
+            Protobuf.payload_type(message_type) if isinstance(message_type, type) else
+            Protobuf.payload_type(Protobuf.get_type(message_type)))
+        with self._lock:
+            self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), callback]}
+            self.wanted = True
+        return EventHandle(self, key, callback)
+
+    def remove(self, key: int | None, callback: Callable[..., Any]) -> None:
+        """Unregister ``callback`` for ``key`` (see :class:`EventHandle`)."""
+        with self._lock:
+            callbacks = [c for c in self._handlers.get(key, []) if c is not callback]
+            handlers = dict(self._handlers)
+            if callbacks:
+                handlers[key] = callbacks
+            else:
+                handlers.pop(key, None)
+            self._handlers = handlers
+            self.wanted = bool(handlers) or self._on_message is not None
+
+    def post(self, frames: list[Any]) -> None:
+        """Hand one read's frames to the dispatcher (one item; counted per event), if any callback
+        wants them."""
+        if self.wanted:
+            self._dispatcher.post_events(self._deliver, frames)
+
+    def connected(self) -> None:
+        """A connection is up: run the connected callback (if any) on the dispatcher thread."""
+        if self.on_connected is not None:
+            self._dispatcher.post(self.on_connected, self._client)
+
+    def disconnected(self, reason: BaseException) -> None:
+        """A connection was lost: run the disconnected callback (if any) on the dispatcher thread."""
+        if self.on_disconnected is not None:
+            self._dispatcher.post(self.on_disconnected, self._client, reason)
+
+    def _deliver(self, frames: list[Any]) -> None:
+        """Run the callbacks for received messages, in order (on the dispatcher thread)."""
+        on_message = self._on_message
+        handlers = self._handlers
+        everything = handlers.get(None, ())
+        by_type: dict[int, tuple[Callable[..., Any], ...]] = {}
+        client = self._client
+        for pt, _, message in frames:
+            if on_message is not None:
+                try:
+                    on_message(client, message)
+                except Exception:
+                    log.exception("ctrader_sync: the message callback raised; I/O continues")
+            callbacks = by_type.get(pt)
+            if callbacks is None:
+                callbacks = by_type[pt] = (*handlers.get(pt, ()), *everything)
+            for callback in callbacks:
+                try:
+                    callback(message)
+                except Exception:
+                    log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
+                                  type(message).__name__, getattr(callback, "__qualname__", callback))
 
 
 class EventStream:
@@ -25,7 +140,7 @@ class EventStream:
     is closed.  Use :meth:`get` for one event with its own timeout.
     """
 
-    def __init__(self, client: Client, types: tuple[type[Message] | int | str, ...], maxsize: int,
+    def __init__(self, bus: EventBus, types: tuple[type[Message] | int | str, ...], maxsize: int,
                  timeout: float | None) -> None:
         if maxsize <= 0:
             raise ValueError("maxsize must be positive")
@@ -34,11 +149,11 @@ class EventStream:
         self.dropped = 0
         """Events dropped because the reader fell ``maxsize`` behind."""
         self._items: deque[Message] = deque()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards _items, _closed and dropped; a leaf
         self._closed = False
-        self._client = client
-        self._handles: list[EventHandle] = [client.on(t, self._put) for t in types] if types else [
-            client.on(None, self._put)]
+        self._bus = bus
+        self._handles: list[EventHandle] = [bus.on(t, self._put) for t in types] if types else [
+            bus.on(None, self._put)]
 
     def _put(self, message: Message) -> None:
         with self._cond:
@@ -61,7 +176,7 @@ class EventStream:
         deadline = None if wait is None else time.monotonic() + wait
         with self._cond:
             while not self._items:
-                if self._closed or self._client._closed:
+                if self._closed or self._bus.closed:
                     raise EOFError("the event stream is closed")
                 remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
                 if remaining <= 0:

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures._base import (  # the states are part of Future's documented life cycle
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
@@ -31,9 +31,14 @@ from concurrent.futures._base import (  # the states are part of Future's docume
     PENDING,
     RUNNING,
 )
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "Request", "RequestFuture"]
+from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
+from .protobuf import REGISTRY, TYPE_OF
+
+__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks", "Request",
+           "RequestFuture"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -45,6 +50,19 @@ EXPECT_NOTHING = 2
 """No answer (a heartbeat): the future resolves to ``None`` once the frame is written."""
 
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
+
+
+@dataclass(frozen=True, slots=True)
+class FutureHooks:
+    """What a future may ask of its client, and nothing more (handed to every future it makes)."""
+
+    assist: Callable[[RequestFuture, float | None], None]
+    """Called by a thread about to wait in ``result()`` (with its deadline): it may read the
+    connection itself until the answer is in (see ``_reader.Reader.assist``)."""
+    cancelled: Callable[[RequestFuture], None]
+    """Called (under the client's lock) once ``cancel()`` succeeded: frees an unwritten request's id."""
+    post: Callable[[Callable[[], Any]], None]
+    """Runs a callable on the client's dispatcher thread (done-callbacks never run on I/O threads)."""
 
 
 class RequestFuture(Future):  # type: ignore[type-arg]
@@ -59,7 +77,7 @@ class RequestFuture(Future):  # type: ignore[type-arg]
     # The future is also the client's record of the request (one object per request, not two).
     # Attributes most requests never change are class-level defaults rather than slots, so
     # creating a request sets as few as possible (assigning one creates the instance dict).
-    __slots__ = ("_cond", "_done_callbacks", "_exception", "_lock", "_owner", "_result", "_state", "_wl",
+    __slots__ = ("_cond", "_done_callbacks", "_exception", "_hooks", "_lock", "_result", "_state", "_wl",
                  "_written", "cid", "deadline", "expect", "frame", "historical", "message", "payloadType",
                  "seq", "timeout")
     retries = 0
@@ -68,13 +86,12 @@ class RequestFuture(Future):  # type: ignore[type-arg]
     cancelled_before_write: bool | None = None
 
     def __init__(self, clientMsgId: str, payloadType: int, lock: threading.RLock | None = None,
-                 owner: Any = None, frame: bytes = b"", expect: int = EXPECT_RESPONSE,
+                 hooks: FutureHooks | None = None, frame: bytes = b"", expect: int = EXPECT_RESPONSE,
                  historical: bool = False, timeout: float = 30.0, seq: int = 0, message: Any = None) -> None:
         # Future.__init__ is deliberately not called: it would build a Condition per request.
-        # ``owner`` (the client) provides _post(fn) for callbacks, _cancel_hook(future) and
-        # _assist(future, deadline); without one, callbacks run inline.
+        # Without ``hooks`` (a future made outside a client), callbacks run inline.
         self._lock = lock if lock is not None else threading.RLock()
-        self._owner = owner
+        self._hooks = hooks
         self._cond: threading.Condition | None = None
         self._state = PENDING
         self._result: Any = None
@@ -168,10 +185,10 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             if self._exception is not None:
                 raise self._exception
             return self._result
-        owner = self._owner
-        if owner is not None and state in (PENDING, RUNNING):
+        hooks = self._hooks
+        if hooks is not None and state in (PENDING, RUNNING):
             deadline = None if timeout is None else time.monotonic() + timeout
-            owner._assist(self, deadline)
+            hooks.assist(self, deadline)
             if deadline is not None:
                 timeout = max(0.0, deadline - time.monotonic())
         with self._lock:
@@ -223,8 +240,8 @@ class RequestFuture(Future):  # type: ignore[type-arg]
                 waiter.add_cancelled(self)
             if self._cond is not None:
                 self._cond.notify_all()
-            if self._owner is not None:
-                self._owner._cancel_hook(self)
+            if self._hooks is not None:
+                self._hooks.cancelled(self)
         self._invoke_callbacks()
         return True
 
@@ -250,12 +267,23 @@ class RequestFuture(Future):  # type: ignore[type-arg]
         return False
 
     def set_result(self, result: Any) -> None:
-        """Resolve the future (for completeness; the client uses :meth:`_resolve`)."""
-        self._resolve(result)
+        """Resolve the future (as ``concurrent.futures.Future.set_result``; the client itself uses
+        :meth:`_resolve`, which never raises).
+
+        Raises:
+            concurrent.futures.InvalidStateError: the future is already done or cancelled.
+        """
+        if not self._resolve(result):
+            raise InvalidStateError(f"{self._state}: {self!r}")
 
     def set_exception(self, exception: BaseException | None) -> None:
-        """Fail the future (for completeness; the client uses :meth:`_fail`)."""
-        self._fail(exception or RuntimeError("no exception given"))
+        """Fail the future (as ``concurrent.futures.Future.set_exception``).
+
+        Raises:
+            concurrent.futures.InvalidStateError: the future is already done or cancelled.
+        """
+        if not self._fail(exception or RuntimeError("no exception given")):
+            raise InvalidStateError(f"{self._state}: {self!r}")
 
     def _resolve(self, result: Any) -> bool:
         """Set the result unless cancelled or done; True if it was set."""
@@ -290,8 +318,8 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             callbacks, self._done_callbacks = self._done_callbacks, None
         if not callbacks:
             return
-        if self._owner is not None:
-            self._owner._post(lambda: _run_callbacks(self, callbacks))
+        if self._hooks is not None:
+            self._hooks.post(lambda: _run_callbacks(self, callbacks))
         else:
             _run_callbacks(self, callbacks)
 
@@ -306,3 +334,26 @@ def _run_callbacks(future: RequestFuture, callbacks: list[Callable[[Future[Any]]
 
 Request = RequestFuture
 """The client's record of a request is its future (see ``RequestFuture.__slots__``)."""
+
+
+def request_kinds(registry: dict[int, type[Any]], heartbeat: int,
+                  trading: frozenset[str]) -> dict[type[Any], tuple[int, int]]:
+    """Message class -> (payload type, what answers it) for every message ``send()`` accepts:
+    each ``...Req`` and the heartbeat; ``trading`` names the requests an execution event answers."""
+    kinds: dict[type[Any], tuple[int, int]] = {}
+    for pt, cls in registry.items():
+        name = cls.__name__
+        if name in trading:
+            kinds[cls] = (pt, EXPECT_EXECUTION)
+        elif name.endswith("Req"):
+            kinds[cls] = (pt, EXPECT_RESPONSE)
+        elif pt == heartbeat:
+            kinds[cls] = (pt, EXPECT_NOTHING)
+    return kinds
+
+
+TRADING_REQUESTS = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "ProtoOAAmendOrderReq",
+                              "ProtoOAAmendPositionSLTPReq", "ProtoOAClosePositionReq"})
+"""Requests answered by the first ``ProtoOAExecutionEvent`` carrying their ``clientMsgId``."""
+REQUEST_KINDS = request_kinds(REGISTRY, TYPE_OF[ProtoHeartbeatEvent], TRADING_REQUESTS)
+"""Message class -> (payload type, what answers it), for ``send()``."""

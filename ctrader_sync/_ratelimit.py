@@ -66,5 +66,6 @@ class SlidingWindowLimiter:
                 times[-i] = now
 
     def reset(self) -> None:
-        """Forget past events (a new connection has a fresh budget on the server)."""
+        """Forget past events.  The client calls it when a new connection becomes current: the
+        server's limits are per connection, so the new one starts with a full budget."""
         self._times.clear()

@@ -1,4 +1,5 @@
-"""``ReconnectPolicy``: exponential backoff with jitter and a cap."""
+"""Retry policies as small immutable values: ``ReconnectPolicy`` (when to connect again) and
+``RateLimitRetry`` (when to re-send a request the server refused for its frequency)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ReconnectPolicy"]
+__all__ = ["RateLimitRetry", "ReconnectPolicy"]
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,42 @@ class ReconnectPolicy:
     def gives_up(self, attempt: int) -> bool:
         """Whether to stop after ``attempt`` consecutive failures."""
         return self.max_attempts is not None and attempt >= self.max_attempts
+
+
+@dataclass(frozen=True)
+class RateLimitRetry:
+    """How a request refused with ``REQUEST_FREQUENCY_EXCEEDED`` or ``BLOCKED_PAYLOAD_TYPE`` is re-sent.
+
+    A refused request was not executed, so it is queued again (keeping its place before newer
+    requests) and re-sent after a delay: the server's ``retryAfter`` when the error carries one,
+    else ``min(maximum, initial * multiplier ** (n - 1))`` seconds before the n-th re-send.  After
+    ``retries`` re-sends the request fails with :class:`~ctrader_sync.errors.RateLimitError`.
+
+    ``Client(rate_limit_retry=RateLimitRetry(...))`` sets it; the default matches
+    ``rate_limit_retries=3``: re-sends after 0.5, 1 and 2 s.
+
+    Args:
+        retries: re-sends before the request fails (0: fail at once).
+        initial: the delay before the first re-send, in seconds.
+        multiplier: growth factor between consecutive delays.
+        maximum: the cap on any delay, in seconds.
+    """
+
+    retries: int = 3
+    initial: float = 0.5
+    multiplier: float = 2.0
+    maximum: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.initial < 0 or self.maximum < 0 or self.multiplier < 1:
+            raise ValueError("RateLimitRetry needs retries >= 0, initial >= 0, maximum >= 0 and multiplier >= 1")
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float | None:
+        """Seconds to wait before the ``attempt``-th re-send (``attempt`` >= 1), or ``None`` when
+        the request must fail instead; ``retry_after`` is the server's hint, used when given."""
+        if attempt > self.retries:
+            return None
+        if retry_after:
+            return float(retry_after)
+        exponent = min(max(0, attempt - 1), 64)
+        return min(self.maximum, self.initial * self.multiplier ** exponent)

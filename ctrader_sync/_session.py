@@ -1,33 +1,61 @@
-"""Session state kept for recovery: credentials, authorized accounts, active subscriptions.
+"""The session: what ``login()`` established, kept so that a new connection can restore it.
 
 After a reconnect the server has forgotten everything (application auth, account auth and every
 subscription).  ``SessionState`` remembers what :meth:`Client.login` established and what the user
-subscribed to since, and lists the requests that rebuild it, in order.  It holds secrets, so its
-``repr`` masks them; nothing here logs.
+subscribed to since, and lists the requests that rebuild it, in order.  ``SessionManager`` runs
+login, token refresh and recovery with the client's send functions (handed to it when it is
+built) and applies what inbound routing reports.  The state holds secrets, so its ``repr`` masks
+them; nothing here logs a secret.
+
+Lock: the session state is read and written only under the client's core lock (see ``_outbox``);
+no request is sent or awaited while holding it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import Message
 
+from ._pending import RequestFuture
+from .errors import AuthenticationError, InvalidRequestError, ServerError
 from .messages.OpenApiMessages_pb2 import (
     ProtoOAAccountAuthReq,
+    ProtoOAAccountDisconnectEvent,
+    ProtoOAAccountLogoutReq,
+    ProtoOAAccountsTokenInvalidatedEvent,
     ProtoOAApplicationAuthReq,
+    ProtoOAGetAccountListByAccessTokenReq,
+    ProtoOARefreshTokenReq,
+    ProtoOARefreshTokenRes,
     ProtoOASubscribeDepthQuotesReq,
     ProtoOASubscribeLiveTrendbarReq,
     ProtoOASubscribeSpotsReq,
+    ProtoOAUnsubscribeDepthQuotesReq,
+    ProtoOAUnsubscribeLiveTrendbarReq,
+    ProtoOAUnsubscribeSpotsReq,
 )
+from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
+from .protobuf import TYPE_OF
 
-__all__ = ["SESSION_TYPES", "SessionState"]
+__all__ = ["SESSION_EVENTS", "SESSION_TYPES", "SessionManager", "SessionState"]
 
-SUBSCRIBE_SPOTS, UNSUBSCRIBE_SPOTS = 2127, 2129
-SUBSCRIBE_TRENDBAR, UNSUBSCRIBE_TRENDBAR = 2135, 2136
-SUBSCRIBE_DEPTH, UNSUBSCRIBE_DEPTH = 2156, 2158
-ACCOUNT_AUTH, ACCOUNT_LOGOUT = 2102, 2162
-TOKEN_INVALIDATED, ACCOUNT_DISCONNECT = 2147, 2164
+log = logging.getLogger("ctrader_sync")
+
+SUBSCRIBE_SPOTS, UNSUBSCRIBE_SPOTS = TYPE_OF[ProtoOASubscribeSpotsReq], TYPE_OF[ProtoOAUnsubscribeSpotsReq]
+SUBSCRIBE_TRENDBAR = TYPE_OF[ProtoOASubscribeLiveTrendbarReq]
+UNSUBSCRIBE_TRENDBAR = TYPE_OF[ProtoOAUnsubscribeLiveTrendbarReq]
+SUBSCRIBE_DEPTH, UNSUBSCRIBE_DEPTH = TYPE_OF[ProtoOASubscribeDepthQuotesReq], TYPE_OF[ProtoOAUnsubscribeDepthQuotesReq]
+ACCOUNT_AUTH, ACCOUNT_LOGOUT = TYPE_OF[ProtoOAAccountAuthReq], TYPE_OF[ProtoOAAccountLogoutReq]
+TOKEN_INVALIDATED = TYPE_OF[ProtoOAAccountsTokenInvalidatedEvent]
+ACCOUNT_DISCONNECT = TYPE_OF[ProtoOAAccountDisconnectEvent]
+
+SESSION_EVENTS = frozenset({TOKEN_INVALIDATED, ACCOUNT_DISCONNECT})
+"""Server events that take accounts out of the session's authorized set."""
 
 SESSION_TYPES = frozenset({SUBSCRIBE_SPOTS, UNSUBSCRIBE_SPOTS, SUBSCRIBE_TRENDBAR, UNSUBSCRIBE_TRENDBAR,
                            SUBSCRIBE_DEPTH, UNSUBSCRIBE_DEPTH, ACCOUNT_AUTH, ACCOUNT_LOGOUT})
@@ -131,3 +159,138 @@ class SessionState:
                 out.append(ProtoOASubscribeDepthQuotesReq(ctidTraderAccountId=account,
                                                           symbolId=sorted(self.depth[account])))
         return out
+
+
+class SessionManager:
+    """Login, token refresh and session recovery for one client.
+
+    ``request(message, timeout)`` and ``send(message, timeout=...)`` are the client's public ones;
+    ``send_priority(message)`` queues a session request ahead of ordinary ones (for recovery).
+    """
+
+    def __init__(self, lock: threading.RLock, request: Callable[..., Any], send: Callable[..., RequestFuture],
+                 send_priority: Callable[[Message], RequestFuture], response_timeout: float) -> None:
+        self._lock = lock
+        self._request = request
+        self._send = send
+        self._send_priority = send_priority
+        self._response_timeout = response_timeout
+        self.state: SessionState | None = None
+        """The session to recover; ``None`` before :meth:`login` (or once recovery was refused)."""
+
+    @property
+    def authorized_accounts(self) -> list[int]:
+        """Accounts authorized on the current connection (sorted)."""
+        session = self.state
+        return sorted(session.authorized) if session is not None else []
+
+    # -- reported by inbound routing (answered: under the core lock) ------------------------------
+
+    def answered(self, payload_type: int, request: Any) -> None:
+        """The server accepted a session-changing request (called under the core lock)."""
+        if self.state is not None:
+            self.state.answered(payload_type, request)
+
+    def events(self, frames: list[Any]) -> None:
+        """Apply received session events (token invalidated, account disconnected)."""
+        if self.state is None:
+            return
+        with self._lock:
+            session = self.state
+            for pt, _, message in frames:
+                if pt in SESSION_EVENTS and session is not None:
+                    lost = session.event(pt, message)
+                    log.warning("ctrader_sync: accounts %s are no longer authorized (%s)", lost,
+                                type(message).__name__)
+
+    # -- user calls ---------------------------------------------------------------------------------
+
+    def login(self, clientId: str, clientSecret: str, accessToken: str, accounts: list[int] | None,
+              timeout: float) -> list[ProtoOACtidTraderAccount]:
+        """See :meth:`Client.login`."""
+        try:
+            self._request(ProtoOAApplicationAuthReq(clientId=clientId, clientSecret=clientSecret), timeout)
+        except AuthenticationError as exc:
+            if exc.error_code != "CH_CLIENT_ALREADY_AUTHENTICATED":
+                raise
+        listing = self._request(ProtoOAGetAccountListByAccessTokenReq(accessToken=accessToken), timeout)
+        available = {int(a.ctidTraderAccountId): a for a in listing.ctidTraderAccount}
+        chosen = list(available) if accounts is None else [int(a) for a in accounts]
+        unknown = [a for a in chosen if a not in available]
+        if unknown:
+            raise InvalidRequestError(f"accounts {unknown} are not granted by this access token "
+                                      f"(granted: {sorted(available)})")
+        session = SessionState(clientId, clientSecret, accessToken)
+        with self._lock:
+            if self.state is not None and self.state.client_id == clientId:
+                # Keep subscriptions recorded so far (a second login on the same client).
+                session.spots, session.trendbars, session.depth = (
+                    self.state.spots, self.state.trendbars, self.state.depth)
+            self.state = session
+        futures = [self._send(ProtoOAAccountAuthReq(ctidTraderAccountId=a, accessToken=accessToken),
+                              timeout=timeout) for a in chosen]
+        for account, future in zip(chosen, futures, strict=True):
+            try:
+                future.result(timeout + 1.0)
+            except AuthenticationError as exc:
+                if exc.error_code != "ALREADY_LOGGED_IN":
+                    raise
+                with self._lock:
+                    session.accounts.add(account)
+                    session.authorized.add(account)
+        return [available[a] for a in chosen]
+
+    def refresh_access_token(self, refreshToken: str, timeout: float) -> ProtoOARefreshTokenRes:
+        """See :meth:`Client.refresh_access_token`."""
+        response: ProtoOARefreshTokenRes = self._request(ProtoOARefreshTokenReq(refreshToken=refreshToken), timeout)
+        with self._lock:
+            if self.state is not None:
+                self.state.access_token = response.accessToken
+        return response
+
+    # -- recovery (on the supervisor thread) ----------------------------------------------------------
+
+    def recover(self, number: int) -> None:
+        """Restore the session on new connection ``number`` before ordinary requests are written.
+
+        Runs on the supervisor thread; its requests go through ``send_priority``, which passes the
+        gate.  Without :meth:`login` there is nothing to restore.
+        """
+        with self._lock:
+            session = self.state
+            if session is None:
+                return
+            session.authorized.clear()
+            app_auth, account_auths = session.app_auth(), session.account_auths()
+        wait = self._response_timeout + 1.0
+        try:
+            self._send_priority(app_auth).result(wait)
+        except AuthenticationError as exc:
+            # Credentials the server refuses will not work on the next connection either: stop
+            # recovering (instead of reconnecting forever) and let requests fail with clear errors.
+            log.error("ctrader_sync: application auth refused on reconnect (%s); session recovery is "
+                      "off until login() is called again", exc.error_code)
+            with self._lock:
+                if self.state is session:
+                    self.state = None
+            return
+        futures = [(int(getattr(req, "ctidTraderAccountId", 0)), self._send_priority(req)) for req in account_auths]
+        for account, future in futures:
+            try:
+                future.result(wait)
+            except ServerError as exc:
+                if exc.error_code == "ALREADY_LOGGED_IN":
+                    continue
+                log.warning("ctrader_sync: account %d could not be re-authorized (%s); it is dropped "
+                            "from the session", account, exc.error_code)
+                with self._lock:
+                    session.forget(account)
+        with self._lock:
+            subscriptions = session.subscriptions(set(session.authorized))
+        for future in [self._send_priority(req) for req in subscriptions]:
+            try:
+                future.result(wait)
+            except ServerError as exc:
+                log.warning("ctrader_sync: a subscription could not be restored: %s", exc)
+        log.info("ctrader_sync: session recovered on connection %d (%d accounts, %d subscription requests)",
+                 number, len(session.authorized), len(subscriptions))

@@ -10,6 +10,7 @@ also watches a wake-up socket, so ``close()`` interrupts any of them at once.
 from __future__ import annotations
 
 import errno
+import logging
 import select
 import socket
 import ssl
@@ -18,7 +19,9 @@ import time
 
 from .errors import ConnectError
 
-__all__ = ["TLSConnection", "default_ssl_context", "open_tls_connection"]
+__all__ = ["TLSConnection", "client_ssl_context", "default_ssl_context", "open_tls_connection"]
+
+log = logging.getLogger("ctrader_sync")
 
 _READ_SIZE = 256 * 1024
 
@@ -34,14 +37,36 @@ def _select(rlist: list[socket.socket], wlist: list[socket.socket],
 
 
 def default_ssl_context() -> ssl.SSLContext:
-    """A client context that verifies the server: certifi's CA bundle, hostname check, TLS >= 1.2."""
+    """The TLS settings the client and :class:`~ctrader_sync.Auth` use by default (one definition).
+
+    Certificates are verified against the ``certifi`` CA bundle, the host name is checked, and
+    protocol versions older than TLS 1.2 are refused.
+    """
     import certifi
 
-    context = ssl.create_default_context(cafile=certifi.where())
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=certifi.where())
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def client_ssl_context(given: ssl.SSLContext | None, skip_verification: bool, host: str,
+                       port: int) -> ssl.SSLContext:
+    """The context a client uses: ``given``, or the verifying default; with ``skip_verification``
+    one that accepts any certificate.  Either way of not verifying logs a warning."""
+    if skip_verification:
+        log.warning("ctrader_sync: TLS verification is OFF for %s:%d; anyone on the path can read "
+                    "and alter this session, credentials included", host, port)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if given is not None and (given.verify_mode == ssl.CERT_NONE or not given.check_hostname):
+        log.warning("ctrader_sync: the ssl_context given for %s:%d does not verify the server's "
+                    "certificate%s; use dangerously_skip_tls_verification=True to say so explicitly",
+                    host, port, "" if given.verify_mode == ssl.CERT_NONE else " host name")
+    return given or default_ssl_context()
 
 
 class Interrupted(Exception):
@@ -61,6 +86,8 @@ class TLSConnection:
         self._in = incoming
         self._out = outgoing
         self._wake = wake
+        # Guards the SSLObject and its BIOs, held only for in-memory calls (never for socket I/O,
+        # never while taking another lock): a leaf.
         self._lock = threading.Lock()
         self._closed = False
         self.flush_needed = False

@@ -32,8 +32,7 @@ import urllib.parse
 import urllib.request
 from typing import IO, Any
 
-import certifi
-
+from ._tls import default_ssl_context
 from .endpoints import EndPoints
 from .errors import AuthError
 
@@ -45,19 +44,6 @@ MAX_RESPONSE_BYTES = 1 << 20
 """Largest token-endpoint answer read (1 MiB); a token response is a few hundred bytes."""
 
 _REDACTED = "***"
-
-
-def default_ssl_context() -> ssl.SSLContext:
-    """The TLS settings :class:`Auth` uses by default.
-
-    Certificates are verified against the ``certifi`` CA bundle, the host name is checked, and
-    protocol versions older than TLS 1.2 are refused.
-    """
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=certifi.where())
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -21,7 +21,8 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     │   └── OrderError               ProtoOAOrderErrorEvent
     └── AuthError                    the OAuth token endpoint refused a request
 
-Texts of these exceptions never contain credentials.
+Texts of these exceptions never contain credentials.  Every one survives ``pickle`` (and so
+``multiprocessing`` and ``concurrent.futures.ProcessPoolExecutor``) with its text and attributes.
 """
 
 from __future__ import annotations
@@ -51,8 +52,20 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    """Unpickle an exception without calling its ``__init__`` (whose parameters differ from
+    ``args``): the same ``args`` (so the same text) and the same attributes."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class CTraderError(Exception):
     """Base class of every exception ctrader_sync raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class ConnectError(CTraderError):

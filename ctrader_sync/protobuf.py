@@ -21,7 +21,7 @@ from .messages import (
 )
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 
-__all__ = ["HISTORICAL_PAYLOAD_TYPES", "PayloadKey", "Protobuf"]
+__all__ = ["HISTORICAL_PAYLOAD_TYPES", "WITHDRAWN_PAYLOAD_TYPES", "PayloadKey", "Protobuf"]
 
 PayloadKey = int | str
 """A payload type number, a message name (``"ProtoOAVersionReq"``), its short form
@@ -62,7 +62,14 @@ class Protobuf:
     """Look up, build and unwrap Open API messages by payload type or name.
 
     All methods are class methods; the class is never instantiated (as in the old SDK).
+
+    Withdrawn messages: payload types 2189-2193 (the v1 PnL-change messages) are part of schema
+    release 91 and still encode and decode here, but were removed upstream afterwards; they are
+    listed in ``Protobuf.WITHDRAWN_PAYLOAD_TYPES``.  Use ``ProtoOAGetPositionUnrealizedPnLReq``.
     """
+
+    WITHDRAWN_PAYLOAD_TYPES: frozenset[int] = frozenset({2189, 2190, 2191, 2192, 2193})
+    """Payload types withdrawn upstream after release 91 (see the class docstring)."""
 
     @staticmethod
     def get_type(payload: PayloadKey) -> type[Message]:
@@ -152,16 +159,24 @@ class Protobuf:
         return dict(_BY_TYPE)
 
 
-HISTORICAL_PAYLOAD_TYPES = frozenset({
-    2137,  # ProtoOAGetTrendbarsReq
-    2145,  # ProtoOAGetTickDataReq
-    2133,  # ProtoOADealListReq
-    2143,  # ProtoOACashFlowHistoryListReq
-    2179,  # ProtoOADealListByPositionIdReq
-    2175,  # ProtoOAOrderListReq
-})
+HISTORICAL_PAYLOAD_TYPES = frozenset(_TYPE_OF[cls] for cls in (
+    OpenApiMessages_pb2.ProtoOAGetTrendbarsReq,
+    OpenApiMessages_pb2.ProtoOAGetTickDataReq,
+    OpenApiMessages_pb2.ProtoOADealListReq,
+    OpenApiMessages_pb2.ProtoOACashFlowHistoryListReq,
+    OpenApiMessages_pb2.ProtoOADealListByPositionIdReq,
+    OpenApiMessages_pb2.ProtoOAOrderListReq,
+))
 """Historical-data requests: they count against the 5/s limit as well as the general 50/s one (the
 first three per the API documentation, the others assumed; the client and the simulator share this)."""
+
+WITHDRAWN_PAYLOAD_TYPES = Protobuf.WITHDRAWN_PAYLOAD_TYPES
+# 2189 ProtoOAv1PnLChangeEvent, 2190/2191 ProtoOAv1PnLChangeSubscribeReq/Res,
+# 2192/2193 ProtoOAv1PnLChangeUnSubscribeReq/Res
+"""The v1 PnL-change messages: in schema release 91 (kept, so they still encode and decode) but
+withdrawn upstream afterwards (upstream ``main`` no longer compiles them).  Do not build on them:
+ask ``ProtoOAGetPositionUnrealizedPnLReq`` for unrealized P&L instead.  The simulator answers their
+requests ``UNSUPPORTED_MESSAGE``."""
 
 # Exposed for the codec (hot path): direct dict access, no method call.
 REGISTRY = _BY_TYPE

@@ -40,6 +40,10 @@ PINNED = {"grpcio-tools": "1.76.0", "mypy-protobuf": "5.1.0"}
 # protoc writes ``import OpenApiModelMessages_pb2 as ...`` (a top-level
 # module); inside the package the import must be relative.
 _IMPORT = re.compile(r"^import (OpenApi\w+_pb2)( as \w+)?$", re.MULTILINE)
+# protoc names the message classes' module ``OpenApiMessages_pb2`` (top-level); with the package's
+# real module name they pickle (as do the exceptions that carry them, e.g. ``ServerError.response``).
+_MODULE_NAME = re.compile(r"^(_builder\.BuildTopDescriptorsAndMessages\(DESCRIPTOR, )'OpenApi\w+_pb2'(, _globals\))$",
+                          re.MULTILINE)
 
 
 def check_tools() -> None:
@@ -89,6 +93,7 @@ def generate(out: Path) -> list[Path]:
             for suffix in ("_pb2.py", "_pb2.pyi"):
                 text = (Path(tmp) / f"{name}{suffix}").read_text(encoding="utf-8")
                 text = _IMPORT.sub(lambda m: f"from . import {m.group(1)}{m.group(2) or ''}", text)
+                text = _MODULE_NAME.sub(r"\1__name__\2", text)
                 target = out / f"{name}{suffix}"
                 target.write_text(text, encoding="utf-8")
                 written.append(target)

@@ -20,9 +20,11 @@ from ctrader_sync import (
     AuthenticationError,
     Client,
     ClientClosedError,
+    ClientState,
     ConnectError,
     ConnectionLostError,
     ConnectTimeoutError,
+    Frame,
     FrameTooLargeError,
     InvalidRequestError,
     MessageDecodeError,
@@ -33,6 +35,7 @@ from ctrader_sync import (
     ReconnectPolicy,
     RequestTimeoutError,
     ServerError,
+    TcpProtocol,
 )
 from ctrader_sync.messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
 from ctrader_sync.messages.OpenApiMessages_pb2 import (
@@ -543,7 +546,7 @@ def test_close_returns_within_a_second_from_any_state() -> None:
     client = Client("127.0.0.1", port, reconnect=ReconnectPolicy(initial=5.0))
     client.start()
     try:
-        wait_until(lambda: client._last_error is not None, what="a failed attempt")
+        wait_until(lambda: client.state is ClientState.BACKING_OFF, what="a failed attempt")
     finally:
         t0 = time.monotonic()
         client.close()
@@ -675,19 +678,21 @@ def test_application_auth_response_type() -> None:
 
 
 def test_sequential_round_trips_read_by_the_caller_keep_pushes_flowing() -> None:
-    with Simulator(spot_interval=0.005) as sim, connected(sim) as client:
+    readers: set[str] = set()
+
+    class Tracking(TcpProtocol):
+        """The codec a client decodes received bytes with: it sees which thread read them."""
+
+        def feed(self, data: Any) -> list[Frame]:
+            readers.add(threading.current_thread().name)
+            return super().feed(data)
+
+    with Simulator(spot_interval=0.005) as sim, connected(sim, protocol=Tracking) as client:
         account = manual_login(client, sim)
         spots = Recorder()
         client.on(ProtoOASpotEvent, spots)
         client.send(ProtoOASubscribeSpotsReq(ctidTraderAccountId=account, symbolId=[1])).result(10)
-        readers: set[str] = set()
-        original = client._read_once
-
-        def tracking(conn: Any) -> bool:
-            readers.add(threading.current_thread().name)
-            return original(conn)
-
-        client._read_once = tracking  # type: ignore[method-assign]
+        readers.clear()
         for _ in range(300):
             assert isinstance(client.send(ProtoOAVersionReq()).result(10), ProtoOAVersionRes)
         assert "MainThread" in readers  # the caller read its own answers ...
@@ -697,20 +702,21 @@ def test_sequential_round_trips_read_by_the_caller_keep_pushes_flowing() -> None
 
 
 def test_interrupt_while_the_caller_reads_drops_the_connection_cleanly() -> None:
-    with Simulator() as sim, connected(sim) as client:
-        lost = Recorder()
-        client.setDisconnectedCallback(lost)
-        original = client._read_once
-        armed = threading.Event()
-        armed.set()
+    armed = threading.Event()
 
-        def interrupted(conn: Any) -> bool:
+    class Interrupted(TcpProtocol):
+        """A codec that is interrupted (Ctrl-C) once, on the main thread, holding received bytes."""
+
+        def feed(self, data: Any) -> list[Frame]:
             if armed.is_set() and threading.current_thread() is threading.main_thread():
                 armed.clear()
                 raise KeyboardInterrupt
-            return original(conn)
+            return super().feed(data)
 
-        client._read_once = interrupted  # type: ignore[method-assign]
+    with Simulator() as sim, connected(sim, protocol=Interrupted) as client:
+        lost = Recorder()
+        client.setDisconnectedCallback(lost)
+        armed.set()
         future = client.send(ProtoOAVersionReq())
         with pytest.raises(KeyboardInterrupt):
             for _ in range(1000):  # the caller may find the answer already read by the reader: retry

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", action="store_true", help="benchmark mode: no limits, no recording, fast paths")
     p.add_argument("--flood-count", type=int, default=100_000,
                    help="spot events sent per subscription in benchmark mode")
+    p.add_argument("--market-hours", choices=("always", "fx"), default="always",
+                   help="always open (default) or FX hours: Sunday 22:00 to Friday 22:00 UTC")
+    p.add_argument("--account-currency", default="USD", help="deposit currency of every account (default USD)")
     p.add_argument("--no-record", action="store_true", help="do not record messages")
     return p
 
@@ -52,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        heartbeat_interval=args.heartbeat_interval, idle_timeout=args.idle_timeout,
                        request_limit=args.request_limit, historical_limit=args.historical_limit,
                        benchmark=args.benchmark, flood_count=args.flood_count, record=not args.no_record,
+                       market_hours=args.market_hours, account_currency=args.account_currency,
                        host=args.host, port=args.port) as sim:
             print(json.dumps({
                 "host": sim.host, "port": sim.port, "ca_file": sim.ca_file, "client_id": sim.client_id,

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
+from google.protobuf.message import Message
+
+from ..messages.OpenApiMessages_pb2 import ProtoOAExecutionEvent, ProtoOATraderUpdatedEvent
+from ..messages.OpenApiModelMessages_pb2 import ORDER_FILLED, ProtoOADeal
 from ..protobuf import HISTORICAL_PAYLOAD_TYPES
 
 __all__ = ["HEARTBEAT", "HISTORICAL_PAYLOAD_TYPES", "ConnectionRecord", "Record", "max_in_window"]
@@ -61,6 +66,7 @@ class ConnectionRecord:
         self._subscriptions: set[int] = set()
         self.app_authorized = False
         self.inbound_count = 0
+        self._events: list[Message] = []
 
     def __repr__(self) -> str:
         state = "closed" if self.closed.is_set() else "open"
@@ -80,24 +86,30 @@ class ConnectionRecord:
         with self._lock:
             return set(self._subscriptions)
 
-    def _set_account(self, account_id: int, authorized: bool) -> None:
+    def note_account(self, account_id: int, authorized: bool) -> None:
+        """Simulator internal: ``account_id`` was authorized (True) or logged out on this connection."""
         with self._lock:
             if authorized:
                 self._authorized.add(account_id)
             else:
                 self._authorized.discard(account_id)
 
-    def _set_subscription(self, symbol_id: int, subscribed: bool) -> None:
+    def note_subscription(self, symbol_id: int, subscribed: bool) -> None:
+        """Simulator internal: this connection (un)subscribed spots of ``symbol_id``."""
         with self._lock:
             if subscribed:
                 self._subscriptions.add(symbol_id)
             else:
                 self._subscriptions.discard(symbol_id)
 
-    def _clear_session(self) -> None:
-        with self._lock:
-            self._authorized.clear()
-            self._subscriptions.clear()
+    def note_events(self, messages: Iterable[Message]) -> None:
+        """Simulator internal: keep the trading events among ``messages`` sent on this connection."""
+        if not self.recording:
+            return
+        keep = [m for m in messages if isinstance(m, (ProtoOAExecutionEvent, ProtoOATraderUpdatedEvent))]
+        if keep:
+            with self._lock:
+                self._events.extend(keep)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -141,4 +153,23 @@ class ConnectionRecord:
                 return r.time
         return None
 
+    # -- trading ---------------------------------------------------------------------------
 
+    def executions(self, account_id: int | None = None) -> list[ProtoOAExecutionEvent]:
+        """Every ``ProtoOAExecutionEvent`` sent on this connection (answers and pushes), in order."""
+        with self._lock:
+            events = list(self._events)
+        return [e for e in events if isinstance(e, ProtoOAExecutionEvent)
+                and (account_id is None or e.ctidTraderAccountId == account_id)]
+
+    def fills(self, account_id: int | None = None) -> list[ProtoOADeal]:
+        """The deal of every ORDER_FILLED execution sent on this connection, in order."""
+        return [e.deal for e in self.executions(account_id) if e.executionType == ORDER_FILLED and e.HasField("deal")]
+
+    def balance_changes(self, account_id: int | None = None) -> list[int]:
+        """The balance (raw, in the account's ``moneyDigits``) of every ``ProtoOATraderUpdatedEvent``
+        sent on this connection, in order."""
+        with self._lock:
+            events = list(self._events)
+        return [e.trader.balance for e in events if isinstance(e, ProtoOATraderUpdatedEvent)
+                and (account_id is None or e.ctidTraderAccountId == account_id)]
