@@ -20,6 +20,7 @@ from .errors import (
     AuthenticationError,
     AuthError,
     ClientClosedError,
+    ClosedInFlightError,
     ConnectError,
     ConnectionLostError,
     ConnectTimeoutError,
@@ -33,6 +34,7 @@ from .errors import (
     RateLimitError,
     RequestTimeoutError,
     ServerError,
+    TokenRefreshError,
     TruncatedStreamError,
     UnknownPayloadTypeError,
 )
@@ -53,12 +55,14 @@ _LAZY = {
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
     "EventStream": "._events",
+    "TokenRefreshFailed": "._keepalive",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
     from ._codec import DEFAULT_MAX_FRAME_SIZE, Frame, TcpProtocol
     from ._events import EventStream
+    from ._keepalive import TokenRefreshFailed
     from ._reconnect import RateLimitRetry, ReconnectPolicy
     from ._supervisor import ClientState
     from .auth import Auth
@@ -89,6 +93,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "ClientState",
+    "ClosedInFlightError",
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionLostError",
@@ -108,6 +113,8 @@ __all__ = [
     "RequestTimeoutError",
     "ServerError",
     "TcpProtocol",
+    "TokenRefreshError",
+    "TokenRefreshFailed",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
     "__version__",

@@ -19,7 +19,7 @@ import itertools
 import logging
 import ssl
 import threading
-import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,8 +27,9 @@ from google.protobuf.message import Message
 
 from ._codec import DEFAULT_MAX_FRAME_SIZE, TcpProtocol
 from ._dispatch import Dispatcher
-from ._events import EventBus, EventHandle, EventStream
+from ._events import EventBus, EventHandle, EventStream, is_event
 from ._inbound import Inbound
+from ._lifecycle import Parts, shutdown, weak
 from ._outbox import Outbox
 from ._pending import REQUEST_KINDS, FutureHooks, RequestFuture
 from ._reader import Reader
@@ -36,8 +37,9 @@ from ._reconnect import RateLimitRetry, ReconnectPolicy
 from ._session import SessionManager, SessionState
 from ._supervisor import ClientState, Supervisor
 from ._tls import client_ssl_context
+from ._validate import PROCESS, client_msg_id, foreign_process, optional_seconds, port_number, positive_seconds
 from ._writer import Writer
-from .errors import ClientClosedError, InvalidRequestError, RequestTimeoutError
+from .errors import InvalidRequestError, RequestTimeoutError
 from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
 from .messages.OpenApiMessages_pb2 import ProtoOARefreshTokenRes
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
@@ -119,12 +121,12 @@ class Client:
         rate_limit_retry: RateLimitRetry | None = None,
         dangerously_skip_tls_verification: bool = False,
     ) -> None:
-        if connect_timeout <= 0 or response_timeout <= 0:
-            raise ValueError("connect_timeout and response_timeout must be positive")
         self.host = host
-        self.port = int(port)
-        self.connect_timeout = float(connect_timeout)
-        self.response_timeout = float(response_timeout)
+        self.port = port_number(port)
+        self.connect_timeout = positive_seconds("connect_timeout", connect_timeout)
+        self.response_timeout = positive_seconds("response_timeout", response_timeout)
+        heartbeat_interval = optional_seconds("heartbeat_interval", heartbeat_interval)
+        receive_timeout = optional_seconds("receive_timeout", receive_timeout)
         self.server_hostname = server_hostname
         self.max_frame_size = max_frame_size
         self.max_pending = max_pending
@@ -134,16 +136,17 @@ class Client:
         self._encoder = protocol(max_frame_size=max_frame_size)
         self._ssl_context = client_ssl_context(ssl_context, dangerously_skip_tls_verification, host, self.port)
         self._number = number = next(_client_numbers)
+        self._pid = PROCESS.pid
         where = f"{host}:{self.port}"
 
         # The wiring: each unit gets the objects below it and callables for what it reports up.
-        self._dispatcher = Dispatcher(f"ctrader_sync-dispatcher-{number}", max_events)
+        self._dispatcher = Dispatcher(f"ctrader_sync-dispatcher-{number}", max_events, is_event)
         self._bus = EventBus(self, self._dispatcher)
         self._outbox = outbox = Outbox(number, max_pending, numberOfMessagesToSendPerSecond, historical_per_second,
                                        rate_limit_margin, HISTORICAL_PAYLOAD_TYPES, self._encoder.encode)
         self._lock = outbox.lock
         self._writer = Writer(outbox, self._encoder.encode(ProtoHeartbeatEvent()), float(heartbeat_interval or 0.0))
-        self._sessions = SessionManager(outbox.lock, self.request, self.send, self._send_priority,
+        self._sessions = SessionManager(outbox.lock, weak(self.request), weak(self.send), weak(self._send_priority),
                                         self.response_timeout)
         self._inbound = Inbound(outbox, self.rate_limit_retry,
                                 self._sessions.answered, self._sessions.events, self._bus.post)
@@ -153,12 +156,18 @@ class Client:
             host=host, port=self.port, ssl_context=self._ssl_context, server_hostname=server_hostname,
             connect_timeout=self.connect_timeout, receive_timeout=float(receive_timeout or 0.0),
             reconnect=reconnect, codec=lambda: protocol(max_frame_size=max_frame_size))
+        self._writer.crash = self._reader.crash = self._supervisor.crash
         self._hooks = FutureHooks(self._reader.assist, outbox.cancelled, self._dispatcher.post)
         # Hot path of send(): the outbox's id counter, sequence and admission, looked up once.
         self._ids, self._id_prefix, self._seq = outbox.ids, outbox.id_prefix, outbox.seq
         self._enqueue = outbox.enqueue
         self._write_inline = self._writer.write_inline
         self._threads: list[threading.Thread] = []
+        self._parts = Parts(self._lock, self._supervisor, self._writer, self._reader, self._bus, self._dispatcher,
+                            self._threads, self._pid)
+        # A client dropped without close() is closed when collected (its threads hold only its
+        # units), and at interpreter exit.
+        self._finalizer = weakref.finalize(self, shutdown, self._parts)
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -194,8 +203,11 @@ class Client:
 
     def start(self) -> None:
         """Start connecting in the background; returns at once. Use :meth:`wait_connected` to wait."""
+        if self._pid != PROCESS.pid:
+            raise foreign_process(self._pid)
         if not self._supervisor.start():
             return
+        self._dispatcher.start()
         for role, target in (("supervisor", self._supervisor.run), ("writer", self._writer.run),
                              ("reader", self._reader.run)):
             thread = threading.Thread(target=target, name=f"ctrader_sync-{role}-{self._number}", daemon=True)
@@ -216,6 +228,8 @@ class Client:
             ConnectTimeoutError: (a ``ConnectError`` and ``TimeoutError``) not connected within ``timeout``.
             ClientClosedError: the client was closed.
         """
+        if self._pid != PROCESS.pid:
+            raise foreign_process(self._pid)
         self._supervisor.wait_connected(timeout)
 
     @property
@@ -249,34 +263,13 @@ class Client:
         return [*self._threads, self._dispatcher.thread]
 
     def close(self) -> None:
-        """Stop the client: fail what is queued or in flight with ``ClientClosedError``, close the
-        connection, and end every thread.  Returns within about a second from any state; idempotent;
-        callable from any thread, including a callback."""
-        with self._lock:
-            already, requests, link = self._supervisor.close()
-            self._writer.stop()
-        self._reader.stop()
-        self._bus.closed = True
-        if not already:
-            self._supervisor.interrupt()
-            for request in requests:
-                request._fail(ClientClosedError("the client was closed before the answer arrived"))
-            if link is not None:
-                link.lose(ClientClosedError("the client was closed"))
-        deadline = time.monotonic() + 0.9
-        me = threading.current_thread()
-        for thread in self._threads:
-            # A thread not started yet (close() from a callback during start()) exits on its own.
-            if thread is not me and thread.ident is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
-        self._dispatcher.stop(max(0.05, deadline - time.monotonic()))
-        if not already:
-            alive = [t.name for t in self.threads() if t.is_alive() and t is not me]
-            if alive:
-                log.warning("ctrader_sync: threads still running after close(): %s", alive)
-            else:
-                self._supervisor.close_sockets()
-                self._reader.close_sockets()
+        """Stop the client: fail what is queued with ``ClientClosedError`` and what is in flight
+        (written, not answered) with ``ClosedInFlightError``, close the connection, and end every
+        thread.  Returns within about a second from any state; idempotent; callable from any
+        thread, including a callback.  A client that is garbage-collected without ``close()`` is
+        closed the same way; in a process forked from the one that created it, ``close()`` does
+        nothing (the connection and threads are the parent's)."""
+        shutdown(self._parts)
 
     stopService = close
     """Old-SDK name of :meth:`close`."""
@@ -320,6 +313,8 @@ class Client:
         ``AuthenticationError``) for an error answer, ``RequestTimeoutError`` when no answer comes in
         time, ``ConnectionLostError`` when the connection drops after the request was written.
         """
+        if self._pid != PROCESS.pid:
+            raise foreign_process(self._pid)
         kind = REQUEST_KINDS.get(type(message))
         if kind is None:
             if isinstance(message, (int, str)):
@@ -340,14 +335,26 @@ class Client:
         else:
             raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
         # A generated id that a user id already took is replaced in _enqueue (under the lock).
-        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else str(clientMsgId)
+        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else client_msg_id(clientMsgId)
         request = future = RequestFuture(cid, pt, self._lock, self._hooks,
                                          self._encoder.encode(message, cid),  # type: ignore[arg-type]
                                          expect, pt in HISTORICAL_PAYLOAD_TYPES, wait, next(self._seq), message)
-        inline = self._enqueue(request, generated=clientMsgId is None)
-        if inline is not None:
-            self._write_inline(inline, [request])
+        try:
+            inline = self._enqueue(request, generated=clientMsgId is None)
+            if inline is not None:
+                self._write_inline(inline, [request])
+        except BaseException:
+            self._abandon(request)
+            raise
         return future
+
+    def _abandon(self, request: RequestFuture) -> None:
+        """``send()`` raised (an error, or Ctrl-C at any line): release the write if this thread
+        held it (dropping the link it may have half written), and cancel the request if it was not
+        written: the caller has no future for it."""
+        self._writer.abandon()
+        if request._state == "PENDING":
+            request.cancel()
 
     def request(self, message: Message | int | str, timeout: float | None = None, **fields: Any) -> Any:
         """Send and wait: ``send(message, ...).result()``, with ``timeout`` for both queueing and answer.
@@ -428,3 +435,4 @@ class Client:
         request.priority = True
         self._enqueue(request)
         return future
+

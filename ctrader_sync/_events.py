@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,11 +22,20 @@ from typing import Any
 from google.protobuf.message import Message
 
 from ._dispatch import Dispatcher
-from .protobuf import Protobuf
+from .protobuf import REGISTRY, Protobuf
 
-__all__ = ["EventBus", "EventHandle", "EventStream"]
+__all__ = ["EVENT_TYPES", "EventBus", "EventHandle", "EventStream", "is_event"]
 
 log = logging.getLogger("ctrader_sync")
+
+EVENT_TYPES = frozenset(pt for pt, cls in REGISTRY.items()
+                        if cls.__name__.endswith("Event") and cls.__name__ != "ProtoHeartbeatEvent")
+"""Payload types of pushed events (not answers, not heartbeats): the only frames ever dropped."""
+
+
+def is_event(frame: tuple[int, Any, Any]) -> bool:
+    """True for a received frame that is a pushed event (may be dropped when callbacks lag)."""
+    return frame[0] in EVENT_TYPES
 
 
 class EventHandle:
@@ -50,7 +60,8 @@ class EventBus:
     """
 
     def __init__(self, client: object, dispatcher: Dispatcher) -> None:
-        self._client = client
+        # Weak: the callbacks' threads must not keep a forgotten client alive (see Client.close).
+        self._client = weakref.ref(client)
         self._dispatcher = dispatcher
         # Serializes registrations (the handler table is replaced, never changed in place); a leaf.
         self._lock = threading.Lock()
@@ -100,12 +111,12 @@ class EventBus:
     def connected(self) -> None:
         """A connection is up: run the connected callback (if any) on the dispatcher thread."""
         if self.on_connected is not None:
-            self._dispatcher.post(self.on_connected, self._client)
+            self._dispatcher.post(self.on_connected, self._client())
 
     def disconnected(self, reason: BaseException) -> None:
         """A connection was lost: run the disconnected callback (if any) on the dispatcher thread."""
         if self.on_disconnected is not None:
-            self._dispatcher.post(self.on_disconnected, self._client, reason)
+            self._dispatcher.post(self.on_disconnected, self._client(), reason)
 
     def _deliver(self, frames: list[Any]) -> None:
         """Run the callbacks for received messages, in order (on the dispatcher thread)."""
@@ -113,12 +124,12 @@ class EventBus:
         handlers = self._handlers
         everything = handlers.get(None, ())
         by_type: dict[int, tuple[Callable[..., Any], ...]] = {}
-        client = self._client
+        client = self._client()
         for pt, _, message in frames:
             if on_message is not None:
                 try:
                     on_message(client, message)
-                except Exception:
+                except BaseException:  # SystemExit too: the callbacks of later messages still run
                     log.exception("ctrader_sync: the message callback raised; I/O continues")
             callbacks = by_type.get(pt)
             if callbacks is None:
@@ -126,7 +137,7 @@ class EventBus:
             for callback in callbacks:
                 try:
                     callback(message)
-                except Exception:
+                except BaseException:
                     log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
                                   type(message).__name__, getattr(callback, "__qualname__", callback))
 
@@ -152,8 +163,14 @@ class EventStream:
         self._cond = threading.Condition()  # guards _items, _closed and dropped; a leaf
         self._closed = False
         self._bus = bus
-        self._handles: list[EventHandle] = [bus.on(t, self._put) for t in types] if types else [
-            bus.on(None, self._put)]
+        self._handles: list[EventHandle] = []
+        try:
+            for t in types or (None,):
+                self._handles.append(bus.on(t, self._put))
+        except BaseException:
+            for handle in self._handles:  # an unknown type registers nothing
+                handle.remove()
+            raise
 
     def _put(self, message: Message) -> None:
         with self._cond:

@@ -37,8 +37,8 @@ from typing import Any
 from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
 from .protobuf import REGISTRY, TYPE_OF
 
-__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks", "Request",
-           "RequestFuture"]
+__all__ = ["ANSWER_TYPES", "EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks",
+           "Request", "RequestFuture"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -211,7 +211,8 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             return self._exception
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
-        """Call ``fn(future)`` when done: on the client's dispatcher thread, or at once if already done."""
+        """Call ``fn(future)`` when done, on the client's dispatcher thread (after the callbacks
+        queued there before it) -- also when the future is done already."""
         with self._lock:
             if self._state not in (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED):
                 if self._done_callbacks is None:
@@ -219,10 +220,11 @@ class RequestFuture(Future):  # type: ignore[type-arg]
                 else:
                     self._done_callbacks.append(fn)
                 return
-        try:
-            fn(self)
-        except Exception:
-            log.exception("ctrader_sync: a future's done-callback raised")
+        hooks = self._hooks
+        if hooks is not None:
+            hooks.post(lambda: _run_callbacks(self, [fn]))
+        else:
+            _run_callbacks(self, [fn])
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -328,7 +330,7 @@ def _run_callbacks(future: RequestFuture, callbacks: list[Callable[[Future[Any]]
     for callback in callbacks:
         try:
             callback(future)
-        except Exception:
+        except BaseException:  # SystemExit too: the callbacks after it still run
             log.exception("ctrader_sync: a future's done-callback raised")
 
 
@@ -357,3 +359,16 @@ TRADING_REQUESTS = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "Pr
 """Requests answered by the first ``ProtoOAExecutionEvent`` carrying their ``clientMsgId``."""
 REQUEST_KINDS = request_kinds(REGISTRY, TYPE_OF[ProtoHeartbeatEvent], TRADING_REQUESTS)
 """Message class -> (payload type, what answers it), for ``send()``."""
+
+
+def answer_types(registry: dict[int, type[Any]]) -> dict[int, int]:
+    """Request payload type -> the payload type of its answer (``...Req`` -> ``...Res``), for the
+    requests whose answer has that name; an answer of another type (other than an error) is a
+    protocol error."""
+    by_name = {cls.__name__: pt for pt, cls in registry.items()}
+    return {pt: by_name[cls.__name__[:-3] + "Res"] for pt, cls in registry.items()
+            if cls.__name__.endswith("Req") and cls.__name__[:-3] + "Res" in by_name}
+
+
+ANSWER_TYPES = answer_types(REGISTRY)
+"""Request payload type -> its answer's payload type."""
