@@ -29,6 +29,7 @@ from ._codec import DEFAULT_MAX_FRAME_SIZE, TcpProtocol
 from ._dispatch import Dispatcher
 from ._events import EventBus, EventHandle, EventStream, is_event
 from ._inbound import Inbound
+from ._keepalive import SessionKeeper
 from ._lifecycle import Parts, shutdown, weak
 from ._outbox import Outbox
 from ._pending import REQUEST_KINDS, FutureHooks, RequestFuture
@@ -157,6 +158,12 @@ class Client:
             connect_timeout=self.connect_timeout, receive_timeout=float(receive_timeout or 0.0),
             reconnect=reconnect, codec=lambda: protocol(max_frame_size=max_frame_size))
         self._writer.crash = self._reader.crash = self._supervisor.crash
+        # (closures over the units, never over the client: see _lifecycle)
+        sessions, supervisor = self._sessions, self._supervisor
+        sessions.keeper = keeper = SessionKeeper(
+            outbox.lock, lambda: sessions.state, weak(self.send), self._dispatcher.post, self._bus.post_local,
+            outbox.wake_supervisor, lambda: supervisor.reconnect)
+        supervisor.tick = keeper.tick
         self._hooks = FutureHooks(self._reader.assist, outbox.cancelled, self._dispatcher.post)
         # Hot path of send(): the outbox's id counter, sequence and admission, looked up once.
         self._ids, self._id_prefix, self._seq = outbox.ids, outbox.id_prefix, outbox.seq
@@ -375,13 +382,24 @@ class Client:
     # -- session ------------------------------------------------------------------------------
 
     def login(self, clientId: str, clientSecret: str, accessToken: str, accounts: list[int] | None = None,
-              timeout: float = 30.0) -> list[ProtoOACtidTraderAccount]:
-        """Authorize the application and trading accounts; keep the session for recovery.
+              timeout: float = 30.0, *, refresh_token: str | None = None, expires_in: float | None = None,
+              on_token_refreshed: Callable[[ProtoOARefreshTokenRes], Any] | None = None,
+              ) -> list[ProtoOACtidTraderAccount]:
+        """Authorize the application and trading accounts; keep the session authorized.
 
         Runs application auth, the account list by access token, and account auth for ``accounts``
         (default: every account the token grants).  After a reconnect the client redoes all of it, and
         restores the spot, live-trendbar and depth subscriptions made since, before any queued request
-        is written.
+        is written.  While the connection stays up, an account the server disconnects
+        (``ProtoOAAccountDisconnectEvent``) or whose token it invalidates after a refresh is
+        authorized again at once, with backoff, and its subscriptions restored.
+
+        With ``refresh_token`` and ``expires_in`` (seconds, as the token endpoint returns them) the
+        client refreshes the access token by itself ahead of expiry (a quarter of its lifetime
+        before, at most an hour before) and calls ``on_token_refreshed(response)`` on the dispatcher
+        thread with every ``ProtoOARefreshTokenRes``: both tokens rotate, so persist
+        ``response.accessToken`` and ``response.refreshToken``.  A refused refresh is a
+        :class:`~ctrader_sync.TokenRefreshFailed` event (``client.on(TokenRefreshFailed, f)``).
 
         Returns:
             the authorized accounts (``ProtoOACtidTraderAccount``: id, ``isLive``, login, broker).
@@ -391,13 +409,19 @@ class Client:
             InvalidRequestError: an account in ``accounts`` is not granted by the token.
             RequestTimeoutError, ConnectionLostError, ClientClosedError: as for any request.
         """
-        return self._sessions.login(clientId, clientSecret, accessToken, accounts, timeout)
+        return self._sessions.login(clientId, clientSecret, accessToken, accounts, timeout, refresh_token,
+                                    expires_in, on_token_refreshed)
 
     def refresh_access_token(self, refreshToken: str, timeout: float = 30.0) -> ProtoOARefreshTokenRes:
         """Exchange a refresh token for a new access token (``ProtoOARefreshTokenReq``).
 
-        The new access token replaces the old one for session recovery.  Returns the response
+        The new tokens replace the old ones in the session (for recovery and automatic refresh), the
+        accounts the server logs out for the old token are authorized again with the new one at
+        once, and ``on_token_refreshed`` (see :meth:`login`) gets the response.  Returns the response
         (``accessToken``, ``refreshToken``, ``expiresIn``, ``tokenType``).
+
+        Raises:
+            TokenRefreshError: the server refused the refresh token (an ``AuthenticationError``).
         """
         return self._sessions.refresh_access_token(refreshToken, timeout)
 

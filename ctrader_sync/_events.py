@@ -22,6 +22,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from ._dispatch import Dispatcher
+from ._keepalive import TokenRefreshFailed
 from .protobuf import REGISTRY, Protobuf
 
 __all__ = ["EVENT_TYPES", "EventBus", "EventHandle", "EventStream", "is_event"]
@@ -38,12 +39,16 @@ def is_event(frame: tuple[int, Any, Any]) -> bool:
     return frame[0] in EVENT_TYPES
 
 
+LOCAL_EVENTS: tuple[type, ...] = (TokenRefreshFailed,)
+"""The client's own events (not server messages) that ``Client.on``/``events`` accept."""
+
+
 class EventHandle:
     """Returned by :meth:`Client.on`: ``remove()`` unregisters the callback (idempotent)."""
 
     __slots__ = ("_bus", "_callback", "_key")
 
-    def __init__(self, bus: EventBus, key: int | None, callback: Callable[..., Any]) -> None:
+    def __init__(self, bus: EventBus, key: Any, callback: Callable[..., Any]) -> None:
         self._bus = bus
         self._key = key
         self._callback = callback
@@ -68,7 +73,7 @@ class EventBus:
         self.on_connected: Callable[[Any], Any] | None = None
         self.on_disconnected: Callable[[Any, BaseException], Any] | None = None
         self._on_message: Callable[[Any, Message], Any] | None = None
-        self._handlers: dict[int | None, list[Callable[..., Any]]] = {}
+        self._handlers: dict[Any, list[Callable[..., Any]]] = {}
         self.wanted = False
         """True while any message callback is registered (else received frames are not posted)."""
         self.closed = False
@@ -80,17 +85,22 @@ class EventBus:
             self._on_message = callback
             self.wanted = bool(self._handlers) or callback is not None
 
-    def on(self, message_type: type[Message] | int | str | None, callback: Callable[[Message], Any]) -> EventHandle:
+    def on(self, message_type: type[Message] | type[object] | int | str | None,
+           callback: Callable[[Any], Any]) -> EventHandle:
         """See :meth:`Client.on`."""
-        key = None if message_type is None else (
-            Protobuf.payload_type(message_type) if isinstance(message_type, type) else
-            Protobuf.payload_type(Protobuf.get_type(message_type)))
+        key: Any
+        if message_type is None or message_type in LOCAL_EVENTS:
+            key = message_type
+        elif isinstance(message_type, type):
+            key = Protobuf.payload_type(message_type)  # type: ignore[arg-type]
+        else:
+            key = Protobuf.payload_type(Protobuf.get_type(message_type))
         with self._lock:
             self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), callback]}
             self.wanted = True
         return EventHandle(self, key, callback)
 
-    def remove(self, key: int | None, callback: Callable[..., Any]) -> None:
+    def remove(self, key: Any, callback: Callable[..., Any]) -> None:
         """Unregister ``callback`` for ``key`` (see :class:`EventHandle`)."""
         with self._lock:
             callbacks = [c for c in self._handlers.get(key, []) if c is not callback]
@@ -107,6 +117,18 @@ class EventBus:
         wants them."""
         if self.wanted:
             self._dispatcher.post_events(self._deliver, frames)
+
+    def post_local(self, event: object) -> None:
+        """Run the callbacks registered for ``type(event)``, one of the client's own events
+        (:data:`LOCAL_EVENTS`), on the dispatcher thread."""
+        self._dispatcher.post(self._deliver_local, event)
+
+    def _deliver_local(self, event: object) -> None:
+        for callback in self._handlers.get(type(event), []):
+            try:
+                callback(event)
+            except BaseException:
+                log.exception("ctrader_sync: a callback for %s raised", type(event).__name__)
 
     def connected(self) -> None:
         """A connection is up: run the connected callback (if any) on the dispatcher thread."""

@@ -47,7 +47,7 @@ class Inbound:
     """Matching, error mapping, retries and routing of received frames for one client."""
 
     def __init__(self, outbox: Outbox, retry: RateLimitRetry,
-                 session_answered: Callable[[int, Any], None],
+                 session_answered: Callable[[int, Any, Any], None],
                  session_events: Callable[[list[Any]], None],
                  post_events: Callable[[list[Any]], None]) -> None:
         self._outbox = outbox
@@ -117,7 +117,7 @@ class Inbound:
             if ANSWER_TYPES.get(request.payloadType, pt) != pt:
                 request._fail(_wrong_answer(request, pt))
                 return
-            self._session_answered(request.payloadType, request.message)
+            self._session_answered(request.payloadType, request.message, message)
             request._resolve(message)
 
 

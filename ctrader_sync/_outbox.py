@@ -169,6 +169,11 @@ class Outbox:
             if limiter is not None:
                 limiter.reset()
 
+    def wake_supervisor(self) -> None:
+        """Wake the supervisor (a session timer was set: it recomputes its wait)."""
+        with self.scond:
+            self.scond.notify_all()
+
     def wake_writer(self) -> None:
         """Wake the writer thread (TLS has bytes of its own to send, e.g. a key update)."""
         with self.wcond:

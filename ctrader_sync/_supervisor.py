@@ -103,6 +103,9 @@ class Supervisor:
         """How many connections were established so far."""
         self.last_error: BaseException | None = None
         self.gave_up: BaseException | None = None
+        self.tick: Callable[[], float] | None = None
+        """Fires the session's timers (re-authorization retries, token refresh) from the watch loop;
+        returns the seconds until the next one (set by the client)."""
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
 
@@ -297,11 +300,13 @@ class Supervisor:
         outbox = self._outbox
         while True:
             dead = False
+            timer = self.tick() if self.tick is not None else 1.0  # session timers, outside the lock
             with self._scond:
                 if self._stopped or link.lost:
                     return
                 now = time.monotonic()
                 expired, wait = outbox.expire(now)
+                wait = min(wait, timer)
                 if self.receive_timeout:
                     silent = now - link.last_rx
                     if silent >= self.receive_timeout:

@@ -33,6 +33,7 @@ from ctrader_sync.errors import (
     AuthenticationError,
     AuthError,
     ClientClosedError,
+    ClosedInFlightError,
     ConnectError,
     ConnectTimeoutError,
     CTraderError,
@@ -44,6 +45,7 @@ from ctrader_sync.errors import (
     QueueFullError,
     RequestTimeoutError,
     ServerError,
+    TokenRefreshError,
     UnknownPayloadTypeError,
 )
 from ctrader_sync.messages.OpenApiMessages_pb2 import ProtoOAErrorRes, ProtoOAVersionReq, ProtoOAVersionRes
@@ -70,6 +72,8 @@ SAMPLES: list[BaseException] = [
                 response=ProtoOAErrorRes(errorCode="CH_CLIENT_AUTH_FAILURE", description="wrong secret")),
     RateLimitError("REQUEST_FREQUENCY_EXCEEDED", retry_after=1.5),
     AuthenticationError("OA_AUTH_TOKEN_EXPIRED", "expired"),
+    TokenRefreshError("CH_ACCESS_TOKEN_INVALID", "refresh token unknown"),
+    ClosedInFlightError("closed after it was written"),
     OrderError("NOT_ENOUGH_MONEY", "margin", order_id=7, position_id=None),
     AuthError("invalid_grant", "code used", status=400),
 ]
