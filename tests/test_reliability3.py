@@ -132,6 +132,7 @@ def test_item1_ctrl_c_at_every_line_of_send_request_and_result_never_wedges_the_
                 version(client, timeout=10)
             interrupted[name] = hits
             assert hits >= 20, (name, hits)
+        print(f"FIGURE item1_lines interrupted={interrupted} connections={client.connection_count}")
         before = sim.connections[-1].heartbeats_received()
         wait_until(lambda: sim.connections[-1].heartbeats_received() > before, timeout=10,
                    what="a heartbeat written after the interrupts")
@@ -181,6 +182,7 @@ def test_item1_real_sigint_at_random_moments_of_a_request_loop_never_wedges_the_
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert hits >= 30, hits
+    print(f"FIGURE item1_sigint interrupted={hits} of 300")
 
 
 # -- 2. any exception in a client thread ends the futures ----------------------------------------
@@ -312,6 +314,7 @@ def test_item5_distinct_timeouts_leave_nothing_behind_once_answered() -> None:
         finally:
             tracemalloc.stop()
         assert client.pending_count == 0
+        print(f"FIGURE item5 kept_bytes={kept}")
         assert kept < 3_000_000, f"{kept} bytes kept after 20,000 answered requests"
         version(client)
 
@@ -371,6 +374,7 @@ def test_item7_a_tls_close_notify_with_tcp_left_open_is_a_lost_connection() -> N
             doomed = client.send(ProtoOAVersionReq())
             t0 = time.monotonic()
             assert isinstance(doomed.exception(10), ConnectionLostError)
+            print(f"FIGURE item7 detected_after_s={time.monotonic() - t0:.3f}")
             assert time.monotonic() - t0 < 5
             assert isinstance(lost.wait_for(1)[0][1], ConnectionLostError)
             assert server.wait_accepted(2)

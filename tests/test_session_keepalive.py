@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,3 +152,14 @@ def test_item19_a_refused_refresh_is_a_typed_event_and_error() -> None:
         # The accounts stay authorized with the token they have (it has not expired yet).
         assert isinstance(symbols(client, sim.account_ids[0]), ProtoOASymbolByIdRes)
         assert sum(1 for r in sim.connections[0].requests() if r.payload_type == REFRESH) == 2
+
+
+def test_item19_the_readme_example_refreshes_by_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    """The token example in README's "Reconnect and session recovery" runs and prints what it says."""
+    text = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
+    section = text[text.index("Reconnect and session recovery"):text.index("\nTimeouts\n")]
+    block = section.split(".. code-block:: python\n\n")[1]
+    code = "\n".join(line[4:] for line in block.splitlines() if line.startswith("    ") or not line.strip())
+    code = code[:code.index("\n\n\n")] if "\n\n\n" in code else code
+    exec(compile(code, "README.rst", "exec"), {})
+    assert capsys.readouterr().out.split() == ["new", "tokens,", "valid", "for", "2628000", "s"]
