@@ -36,6 +36,7 @@ from ctrader_sync import (
     InvalidRequestError,
     ProtocolError,
     ReconnectPolicy,
+    TcpProtocol,
 )
 from ctrader_sync.messages.OpenApiMessages_pb2 import (
     ProtoOAApplicationAuthReq,
@@ -216,6 +217,32 @@ def test_item2_a_host_name_tls_cannot_use_fails_futures_and_wait_connected_at_on
         finally:
             client.close()
         assert not sim.connections or not sim.connections[0].requests()
+
+
+class ExplodingCodec(TcpProtocol):
+    """A codec with a bug: decoding raises something that is not a ProtocolError."""
+
+    def feed(self, data: Any) -> list[Any]:
+        raise RuntimeError("a bug in the decoder")
+
+
+def test_item2_an_unexpected_exception_in_a_client_thread_ends_every_future() -> None:
+    with Simulator() as sim:
+        client = make_client(sim, protocol=ExplodingCodec, reconnect=FAST_RECONNECT)
+        client.start()
+        try:
+            client.wait_connected(10)
+            futures = [client.send(ProtoOAVersionReq()) for _ in range(3)]
+            for future in futures:  # exception() waits without reading for itself: the reader thread reads
+                error = future.exception(10)
+                assert isinstance(error, (ConnectError, ConnectionLostError)), error
+                assert "internal error" in str(error) and "reader" in str(error)
+            with pytest.raises(ConnectError, match="internal error"):
+                client.wait_connected(1)
+            with pytest.raises(ConnectError):
+                client.send(ProtoOAVersionReq())
+        finally:
+            client.close()
 
 
 # -- 3. fork ---------------------------------------------------------------------------------------
