@@ -29,6 +29,8 @@ from .errors import (
     InvalidRequestError,
     MessageDecodeError,
     OrderError,
+    OrderNotPlacedError,
+    OrderOutcomeUnknownError,
     ProtocolError,
     QueueFullError,
     RateLimitError,
@@ -37,6 +39,7 @@ from .errors import (
     TokenRefreshError,
     TruncatedStreamError,
     UnknownPayloadTypeError,
+    UnknownSymbolError,
 )
 
 __version__ = "0.1.0"
@@ -56,6 +59,8 @@ _LAZY = {
     "Auth": ".auth",
     "EventStream": "._events",
     "TokenRefreshFailed": "._keepalive",
+    "every": ".timers",
+    "Every": ".timers",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._supervisor import ClientState
     from .auth import Auth
     from .protobuf import Protobuf
+    from .timers import Every, every
 
 
 def __getattr__(name: str) -> Any:
@@ -99,11 +105,14 @@ __all__ = [
     "ConnectionLostError",
     "EndPoints",
     "EventStream",
+    "Every",
     "Frame",
     "FrameTooLargeError",
     "InvalidRequestError",
     "MessageDecodeError",
     "OrderError",
+    "OrderNotPlacedError",
+    "OrderOutcomeUnknownError",
     "Protobuf",
     "ProtocolError",
     "QueueFullError",
@@ -117,5 +126,7 @@ __all__ = [
     "TokenRefreshFailed",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
+    "UnknownSymbolError",
     "__version__",
+    "every",
 ]

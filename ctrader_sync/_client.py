@@ -21,7 +21,7 @@ import ssl
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
@@ -29,8 +29,8 @@ from ._codec import DEFAULT_MAX_FRAME_SIZE, TcpProtocol
 from ._dispatch import Dispatcher
 from ._events import EventBus, EventHandle, EventStream, is_event
 from ._inbound import Inbound
-from ._keepalive import SessionKeeper
-from ._lifecycle import Parts, shutdown, weak
+from ._keepalive import keep_alive
+from ._lifecycle import Parts, shutdown, wait_ended, weak
 from ._outbox import Outbox
 from ._pending import REQUEST_KINDS, FutureHooks, RequestFuture
 from ._reader import Reader
@@ -41,10 +41,13 @@ from ._tls import client_ssl_context
 from ._validate import PROCESS, client_msg_id, foreign_process, optional_seconds, port_number, positive_seconds
 from ._writer import Writer
 from .errors import InvalidRequestError, RequestTimeoutError
-from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
+from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent, ProtoMessage
 from .messages.OpenApiMessages_pb2 import ProtoOARefreshTokenRes
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
 from .protobuf import HISTORICAL_PAYLOAD_TYPES, Protobuf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .toolkit import Account
 
 __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ClientState", "EventHandle"]
 
@@ -158,23 +161,18 @@ class Client:
             connect_timeout=self.connect_timeout, receive_timeout=float(receive_timeout or 0.0),
             reconnect=reconnect, codec=lambda: protocol(max_frame_size=max_frame_size))
         self._writer.crash = self._reader.crash = self._supervisor.crash
-        # (closures over the units, never over the client: see _lifecycle)
-        sessions, supervisor = self._sessions, self._supervisor
-        sessions.keeper = keeper = SessionKeeper(
-            outbox.lock, lambda: sessions.state, weak(self.send), self._dispatcher.post, self._bus.post_local,
-            outbox.wake_supervisor, lambda: supervisor.reconnect)
-        supervisor.tick = keeper.tick
+        keep_alive(self._sessions, self._supervisor, outbox, weak(self.send), self._dispatcher.post,
+                   self._bus.post_local)
         self._hooks = FutureHooks(self._reader.assist, outbox.cancelled, self._dispatcher.post)
         # Hot path of send(): the outbox's id counter, sequence and admission, looked up once.
         self._ids, self._id_prefix, self._seq = outbox.ids, outbox.id_prefix, outbox.seq
         self._enqueue = outbox.enqueue
         self._write_inline = self._writer.write_inline
         self._threads: list[threading.Thread] = []
+        self._closed = threading.Event()
         self._parts = Parts(self._lock, self._supervisor, self._writer, self._reader, self._bus, self._dispatcher,
-                            self._threads, self._pid)
-        # A client dropped without close() is closed when collected (its threads hold only its
-        # units), and at interpreter exit.
-        self._finalizer = weakref.finalize(self, shutdown, self._parts)
+                            self._threads, self._pid, self._closed)
+        self._finalizer = weakref.finalize(self, shutdown, self._parts)  # closes a forgotten client
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -193,25 +191,33 @@ class Client:
         """Call ``callback(client, reason)`` once per lost connection; ``reason`` is the exception."""
         self._bus.on_disconnected = callback
 
-    def setMessageReceivedCallback(self, callback: Callable[[Client, Message], Any] | None) -> None:
-        """Call ``callback(client, message)`` for every message received (extracted, in order)."""
+    def setMessageReceivedCallback(self, callback: Callable[[Client, ProtoMessage], Any] | None) -> None:
+        """Call ``callback(client, envelope)`` on the dispatcher thread for every message received, in
+        order, heartbeats included, as the old SDK did.
+
+        ``envelope`` is the ``ProtoMessage`` as it came on the wire: ``payloadType``,
+        ``clientMsgId`` (``""`` when the server sent none) and ``payload`` (the inner message's
+        bytes); ``Protobuf.extract(envelope)`` gives the inner message.  :meth:`on`,
+        :meth:`events` and futures give extracted messages.
+        """
         self._bus.set_message_callback(callback)
 
-    def on(self, message_type: type[Message] | int | str | None,
-           callback: Callable[[Message], Any]) -> EventHandle:
+    def on(self, message_type: type[Message] | int | str | None, callback: Callable[[Any], Any], *,
+           envelope: bool = False) -> EventHandle:
         """Call ``callback(message)`` on the dispatcher thread for every received message of a type.
 
         ``message_type`` is a message class, a payload type number or name, or ``None`` for all
-        messages.  Returns a handle whose ``remove()`` unregisters the callback.
+        messages.  With ``envelope=True`` the callback receives the ``ProtoMessage`` envelope
+        instead (``payloadType``, ``clientMsgId``, ``payload``): the way to tell which request a
+        later event belongs to, e.g. ``ORDER_FILLED`` after the ``ORDER_ACCEPTED`` a new order's
+        future resolved to.  Returns a handle whose ``remove()`` unregisters the callback.
         """
-        return self._bus.on(message_type, callback)
+        return self._bus.on(message_type, callback, envelope)
 
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start connecting in the background; returns at once. Use :meth:`wait_connected` to wait."""
-        if self._pid != PROCESS.pid:
-            raise foreign_process(self._pid)
         if not self._supervisor.start():
             return
         self._dispatcher.start()
@@ -235,9 +241,15 @@ class Client:
             ConnectTimeoutError: (a ``ConnectError`` and ``TimeoutError``) not connected within ``timeout``.
             ClientClosedError: the client was closed.
         """
-        if self._pid != PROCESS.pid:
-            raise foreign_process(self._pid)
         self._supervisor.wait_connected(timeout)
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`close` was called (from any thread, e.g. a callback: the old
+        ``reactor.stop()``) or the reconnect policy gave up: the old ``reactor.run()`` of a
+        callback-driven program.  True once ended (threads finished), False after ``timeout`` s.
+        Not from a callback: it would hold up every later callback."""
+        return wait_ended(self._closed, lambda: self._supervisor.state is ClientState.GAVE_UP, self.threads,
+                           timeout)
 
     @property
     def state(self) -> ClientState:
@@ -249,6 +261,11 @@ class Client:
         """True while a connection is up and its session recovered."""
         link = self._outbox.link
         return link is not None and link.ready
+
+    @property
+    def isConnected(self) -> bool:
+        """Old-SDK name of :attr:`is_connected`."""
+        return self.is_connected
 
     @property
     def connection_count(self) -> int:
@@ -271,11 +288,9 @@ class Client:
 
     def close(self) -> None:
         """Stop the client: fail what is queued with ``ClientClosedError`` and what is in flight
-        (written, not answered) with ``ClosedInFlightError``, close the connection, and end every
-        thread.  Returns within about a second from any state; idempotent; callable from any
-        thread, including a callback.  A client that is garbage-collected without ``close()`` is
-        closed the same way; in a process forked from the one that created it, ``close()`` does
-        nothing (the connection and threads are the parent's)."""
+        (written, unanswered) with ``ClosedInFlightError``, close the connection, end every thread.
+        Returns within about a second; idempotent; callable from any thread, including a callback.
+        A forgotten client is closed this way when collected; in a forked child it does nothing."""
         shutdown(self._parts)
 
     stopService = close
@@ -325,13 +340,22 @@ class Client:
         kind = REQUEST_KINDS.get(type(message))
         if kind is None:
             if isinstance(message, (int, str)):
-                message = Protobuf.get(message, **fields)
-                kind = REQUEST_KINDS.get(type(message))
+                built: Message = Protobuf.get(message, **fields)
+                message = built
+                kind = REQUEST_KINDS.get(type(built))
             if kind is None:
                 raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
                                           "or a ProtoHeartbeatEvent")
         elif fields:
-            raise TypeError("field keywords are only accepted with a payload type number or name")
+            # The old SDK ignored keywords given with a message object (ConsoleSample passes
+            # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
+            # ignored here too; a real value would be silently dropped, so it is refused.
+            given = sorted(k for k, v in fields.items() if v is not None)
+            if given:
+                raise TypeError(
+                    f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
+                    "only applied with a payload type number or name; set them on the message object "
+                    "(the old SDK silently ignored them here)")
         pt, expect = kind
         if timeout is None:
             timeout = responseTimeoutInSeconds
@@ -350,18 +374,10 @@ class Client:
             inline = self._enqueue(request, generated=clientMsgId is None)
             if inline is not None:
                 self._write_inline(inline, [request])
-        except BaseException:
-            self._abandon(request)
+        except BaseException:  # an error, or Ctrl-C at any line: nothing may stay claimed
+            self._writer.abandon_send(request)
             raise
         return future
-
-    def _abandon(self, request: RequestFuture) -> None:
-        """``send()`` raised (an error, or Ctrl-C at any line): release the write if this thread
-        held it (dropping the link it may have half written), and cancel the request if it was not
-        written: the caller has no future for it."""
-        self._writer.abandon()
-        if request._state == "PENDING":
-            request.cancel()
 
     def request(self, message: Message | int | str, timeout: float | None = None, **fields: Any) -> Any:
         """Send and wait: ``send(message, ...).result()``, with ``timeout`` for both queueing and answer.
@@ -388,18 +404,12 @@ class Client:
         """Authorize the application and trading accounts; keep the session authorized.
 
         Runs application auth, the account list by access token, and account auth for ``accounts``
-        (default: every account the token grants).  After a reconnect the client redoes all of it, and
-        restores the spot, live-trendbar and depth subscriptions made since, before any queued request
-        is written.  While the connection stays up, an account the server disconnects
-        (``ProtoOAAccountDisconnectEvent``) or whose token it invalidates after a refresh is
-        authorized again at once, with backoff, and its subscriptions restored.
-
-        With ``refresh_token`` and ``expires_in`` (seconds, as the token endpoint returns them) the
-        client refreshes the access token by itself ahead of expiry (a quarter of its lifetime
-        before, at most an hour before) and calls ``on_token_refreshed(response)`` on the dispatcher
-        thread with every ``ProtoOARefreshTokenRes``: both tokens rotate, so persist
-        ``response.accessToken`` and ``response.refreshToken``.  A refused refresh is a
-        :class:`~ctrader_sync.TokenRefreshFailed` event (``client.on(TokenRefreshFailed, f)``).
+        (default: every account the token grants).  Every new connection redoes it, with the
+        subscriptions made since, before any queued request is written; on a live connection an
+        account the server logs out is authorized again (see README, "Reconnect and session
+        recovery").  With ``refresh_token`` and ``expires_in`` (seconds) the token is refreshed
+        ahead of expiry and ``on_token_refreshed(ProtoOARefreshTokenRes)`` gets every new pair (on
+        the dispatcher); a refused refresh is a :class:`~ctrader_sync.TokenRefreshFailed` event.
 
         Returns:
             the authorized accounts (``ProtoOACtidTraderAccount``: id, ``isLive``, login, broker).
@@ -415,10 +425,9 @@ class Client:
     def refresh_access_token(self, refreshToken: str, timeout: float = 30.0) -> ProtoOARefreshTokenRes:
         """Exchange a refresh token for a new access token (``ProtoOARefreshTokenReq``).
 
-        The new tokens replace the old ones in the session (for recovery and automatic refresh), the
-        accounts the server logs out for the old token are authorized again with the new one at
-        once, and ``on_token_refreshed`` (see :meth:`login`) gets the response.  Returns the response
-        (``accessToken``, ``refreshToken``, ``expiresIn``, ``tokenType``).
+        The new tokens replace the old ones in the session; the accounts the server logs out for the
+        old token are authorized with the new one at once.  Returns the response (``accessToken``,
+        ``refreshToken``, ``expiresIn``, ``tokenType``).
 
         Raises:
             TokenRefreshError: the server refused the refresh token (an ``AuthenticationError``).
@@ -435,9 +444,19 @@ class Client:
         """The session kept for recovery (``None`` before :meth:`login`); for diagnostics."""
         return self._sessions.state
 
+    def account(self, ctidTraderAccountId: int | None = None) -> Account:
+        """The toolkit's :class:`~ctrader_sync.toolkit.Account` for one trading account (by default
+        the only one authorized through :meth:`login`); the same object on every call."""
+        from .toolkit import account_of
+
+        return account_of(self, ctidTraderAccountId)
+
     def events(self, *types: type[Message] | int | str, maxsize: int = 10_000,
-               timeout: float | None = None) -> EventStream:
+               timeout: float | None = None, envelope: bool = False) -> EventStream:
         """A blocking iterator over received messages of ``types`` (all messages if none given).
+
+        With ``envelope=True`` it yields ``ProtoMessage`` envelopes (``payloadType``,
+        ``clientMsgId``, ``payload``) instead of extracted messages.
 
         Use it as a context manager so the subscription ends with the block::
 
@@ -447,7 +466,7 @@ class Client:
 
         When ``maxsize`` events wait unread, the oldest is dropped and counted in ``dropped``.
         """
-        return EventStream(self._bus, types, maxsize, timeout)
+        return EventStream(self._bus, types, maxsize, timeout, envelope)
 
     def _send_priority(self, message: Message, timeout: float | None = None) -> RequestFuture:
         """Send a session request that is written before ordinary requests (used during recovery)."""
@@ -459,4 +478,3 @@ class Client:
         request.priority = True
         self._enqueue(request)
         return future
-

@@ -21,7 +21,7 @@ from .errors import (
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from .protobuf import REGISTRY, TYPE_OF
 
-__all__ = ["DEFAULT_MAX_FRAME_SIZE", "Frame", "TcpProtocol", "decode_body", "encode_varint"]
+__all__ = ["DEFAULT_MAX_FRAME_SIZE", "Frame", "TcpProtocol", "decode_body", "encode_varint", "envelope_of"]
 
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 """Default cap on one frame's length (16 MiB): historical data answers can be megabytes."""
@@ -243,6 +243,22 @@ class TcpProtocol:
             n = len(self._buf)
             self._buf = bytearray()
             raise TruncatedStreamError(f"stream ended inside a frame ({n} bytes of it received)")
+
+
+def envelope_of(frame: Frame | tuple[int, str | None, Any]) -> ProtoMessage:
+    """The ``ProtoMessage`` envelope of a decoded frame, as the old SDK handed it to callbacks.
+
+    ``payload`` is the inner message serialized again (it parses to an equal message; unknown
+    fields are kept); ``clientMsgId`` is set only when the frame carried one.  A frame whose payload
+    type is not in the schema already holds its envelope, which is returned as is.
+    """
+    pt, cid, message = frame
+    if type(message) is ProtoMessage:
+        return message
+    envelope = ProtoMessage(payloadType=pt, payload=message.SerializeToString())
+    if cid is not None:
+        envelope.clientMsgId = cid
+    return envelope
 
 
 def decode_body(body: bytes) -> Frame:

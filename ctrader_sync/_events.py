@@ -21,6 +21,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from ._codec import envelope_of
 from ._dispatch import Dispatcher
 from ._keepalive import TokenRefreshFailed
 from .protobuf import REGISTRY, Protobuf
@@ -41,6 +42,15 @@ def is_event(frame: tuple[int, Any, Any]) -> bool:
 
 LOCAL_EVENTS: tuple[type, ...] = (TokenRefreshFailed,)
 """The client's own events (not server messages) that ``Client.on``/``events`` accept."""
+
+
+class _WantsEnvelope:
+    """A callback registered with ``on(..., envelope=True)``: it receives the ``ProtoMessage``."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[Any], Any]) -> None:
+        self.callback = callback
 
 
 class EventHandle:
@@ -65,40 +75,48 @@ class EventBus:
     """
 
     def __init__(self, client: object, dispatcher: Dispatcher) -> None:
-        # Weak: the callbacks' threads must not keep a forgotten client alive (see Client.close).
+        # Weak: the callbacks' threads must not keep a forgotten client alive (see _lifecycle).
         self._client = weakref.ref(client)
         self._dispatcher = dispatcher
         # Serializes registrations (the handler table is replaced, never changed in place); a leaf.
         self._lock = threading.Lock()
         self.on_connected: Callable[[Any], Any] | None = None
         self.on_disconnected: Callable[[Any, BaseException], Any] | None = None
-        self._on_message: Callable[[Any, Message], Any] | None = None
+        self._on_message: Callable[[Any, Any], Any] | None = None
         self._handlers: dict[Any, list[Callable[..., Any]]] = {}
         self.wanted = False
         """True while any message callback is registered (else received frames are not posted)."""
+        self._envelopes = False  # some callback wants ProtoMessage envelopes (see _deliver)
         self.closed = False
         """Set when the client closes: event streams end."""
 
-    def set_message_callback(self, callback: Callable[[Any, Message], Any] | None) -> None:
-        """The old SDK's ``setMessageReceivedCallback``."""
+    def set_message_callback(self, callback: Callable[[Any, Any], Any] | None) -> None:
+        """The old SDK's ``setMessageReceivedCallback``: ``callback(client, envelope)``."""
         with self._lock:
             self._on_message = callback
             self.wanted = bool(self._handlers) or callback is not None
+            self._envelopes = callback is not None or self._wants_envelopes(self._handlers)
 
-    def on(self, message_type: type[Message] | type[object] | int | str | None,
-           callback: Callable[[Any], Any]) -> EventHandle:
-        """See :meth:`Client.on`."""
+    @staticmethod
+    def _wants_envelopes(handlers: dict[Any, list[Callable[..., Any]]]) -> bool:
+        return any(isinstance(c, _WantsEnvelope) for callbacks in handlers.values() for c in callbacks)
+
+    def on(self, message_type: type[Message] | type[object] | int | str | None, callback: Callable[[Any], Any],
+           envelope: bool = False) -> EventHandle:
+        """See :meth:`Client.on` (also one of :data:`LOCAL_EVENTS`, the client's own events)."""
         key: Any
         if message_type is None or message_type in LOCAL_EVENTS:
             key = message_type
         elif isinstance(message_type, type):
             key = Protobuf.payload_type(message_type)  # type: ignore[arg-type]
         else:
-            key = Protobuf.payload_type(Protobuf.get_type(message_type))
+            key = Protobuf.get_type(message_type)
+        stored: Callable[..., Any] = _WantsEnvelope(callback) if envelope else callback  # type: ignore[assignment]
         with self._lock:
-            self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), callback]}
+            self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), stored]}
             self.wanted = True
-        return EventHandle(self, key, callback)
+            self._envelopes = self._envelopes or envelope
+        return EventHandle(self, key, stored)
 
     def remove(self, key: Any, callback: Callable[..., Any]) -> None:
         """Unregister ``callback`` for ``key`` (see :class:`EventHandle`)."""
@@ -111,6 +129,7 @@ class EventBus:
                 handlers.pop(key, None)
             self._handlers = handlers
             self.wanted = bool(handlers) or self._on_message is not None
+            self._envelopes = self._on_message is not None or self._wants_envelopes(handlers)
 
     def post(self, frames: list[Any]) -> None:
         """Hand one read's frames to the dispatcher (one item; counted per event), if any callback
@@ -125,8 +144,9 @@ class EventBus:
 
     def _deliver_local(self, event: object) -> None:
         for callback in self._handlers.get(type(event), []):
+            target = callback.callback if isinstance(callback, _WantsEnvelope) else callback
             try:
-                callback(event)
+                target(event)
             except BaseException:
                 log.exception("ctrader_sync: a callback for %s raised", type(event).__name__)
 
@@ -142,26 +162,52 @@ class EventBus:
 
     def _deliver(self, frames: list[Any]) -> None:
         """Run the callbacks for received messages, in order (on the dispatcher thread)."""
-        on_message = self._on_message
+        if self._envelopes:
+            self._deliver_envelopes(frames)
+            return
         handlers = self._handlers
         everything = handlers.get(None, ())
         by_type: dict[int, tuple[Callable[..., Any], ...]] = {}
-        client = self._client()
         for pt, _, message in frames:
-            if on_message is not None:
-                try:
-                    on_message(client, message)
-                except BaseException:  # SystemExit too: the callbacks of later messages still run
-                    log.exception("ctrader_sync: the message callback raised; I/O continues")
             callbacks = by_type.get(pt)
             if callbacks is None:
                 callbacks = by_type[pt] = (*handlers.get(pt, ()), *everything)
             for callback in callbacks:
                 try:
                     callback(message)
-                except BaseException:
+                except BaseException:  # SystemExit too: the callbacks of later messages still run
                     log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
                                   type(message).__name__, getattr(callback, "__qualname__", callback))
+
+
+    def _deliver_envelopes(self, frames: list[Any]) -> None:
+        """:meth:`_deliver` when the message-received callback or an ``envelope=True`` handler is set:
+        the ``ProtoMessage`` envelope is rebuilt from the frame (once per frame, only then)."""
+        on_message = self._on_message
+        handlers = self._handlers
+        everything = handlers.get(None, ())
+        client = self._client()
+        for frame in frames:
+            message = frame[2]
+            envelope = None
+            if on_message is not None:
+                envelope = envelope_of(frame)
+                try:
+                    on_message(client, envelope)
+                except BaseException:  # SystemExit too: the callbacks of later messages still run
+                    log.exception("ctrader_sync: the message callback raised; I/O continues")
+            for callback in (*handlers.get(frame[0], ()), *everything):
+                if type(callback) is _WantsEnvelope:
+                    if envelope is None:
+                        envelope = envelope_of(frame)
+                    target, arg = callback.callback, envelope
+                else:
+                    target, arg = callback, message
+                try:
+                    target(arg)
+                except BaseException:  # SystemExit too: the callbacks of later messages still run
+                    log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
+                                  type(message).__name__, getattr(target, "__qualname__", target))
 
 
 class EventStream:
@@ -170,11 +216,13 @@ class EventStream:
     Overflow policy: a bounded queue (``maxsize``); when it is full the *oldest* event is dropped
     (for prices the newest matters most) and counted in :attr:`dropped`.  Iteration ends when no
     event arrived for ``timeout`` seconds (if given), when the stream is closed, or when the client
-    is closed.  Use :meth:`get` for one event with its own timeout.
+    is closed.  Use :meth:`get` for one event with its own timeout.  With ``envelope=True`` the
+    stream holds ``ProtoMessage`` envelopes (``payloadType``, ``clientMsgId``, ``payload``) instead
+    of extracted messages.
     """
 
     def __init__(self, bus: EventBus, types: tuple[type[Message] | int | str, ...], maxsize: int,
-                 timeout: float | None) -> None:
+                 timeout: float | None, envelope: bool = False) -> None:
         if maxsize <= 0:
             raise ValueError("maxsize must be positive")
         self.maxsize = maxsize
@@ -188,7 +236,7 @@ class EventStream:
         self._handles: list[EventHandle] = []
         try:
             for t in types or (None,):
-                self._handles.append(bus.on(t, self._put))
+                self._handles.append(bus.on(t, self._put, envelope))
         except BaseException:
             for handle in self._handles:  # an unknown type registers nothing
                 handle.remove()

@@ -38,7 +38,7 @@ from ._reconnect import ReconnectPolicy
 from .errors import AuthenticationError, ConnectionLostError, ServerError, TokenRefreshError
 from .messages.OpenApiMessages_pb2 import ProtoOAAccountAuthReq, ProtoOARefreshTokenReq
 
-__all__ = ["SessionKeeper", "TokenRefreshFailed", "refresh_due"]
+__all__ = ["SessionKeeper", "TokenRefreshFailed", "keep_alive", "refresh_due"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -296,3 +296,15 @@ def _log_failure(future: Future[Any]) -> None:
     error = None if future.cancelled() else future.exception()
     if error is not None and not isinstance(error, ConnectionLostError):
         log.warning("ctrader_sync: a subscription could not be restored: %s", error)
+
+
+def keep_alive(sessions: Any, supervisor: Any, outbox: Any, send: Callable[..., Future[Any]],
+               post: Callable[..., None], post_event: Callable[[object], None]) -> SessionKeeper:
+    """Build the keeper of a client's session and hand it to the session manager (events, answers,
+    recovery) and the supervisor (timers).  Its closures hold the units, never the client (see
+    ``_lifecycle``)."""
+    keeper = SessionKeeper(outbox.lock, lambda: sessions.state, send, post, post_event, outbox.wake_supervisor,
+                           lambda: supervisor.reconnect)
+    sessions.keeper = keeper
+    supervisor.tick = keeper.tick
+    return keeper

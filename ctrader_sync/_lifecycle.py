@@ -22,7 +22,7 @@ from ._validate import PROCESS
 from ._writer import Writer
 from .errors import ClientClosedError, ClosedInFlightError
 
-__all__ = ["Parts", "shutdown", "weak"]
+__all__ = ["Parts", "shutdown", "wait_ended", "weak"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -31,10 +31,11 @@ class Parts:
     """What :func:`_shutdown` needs: the client's units, never the client (so a forgotten client
     can be collected, and its finaliser close them)."""
 
-    __slots__ = ("bus", "dispatcher", "lock", "pid", "reader", "supervisor", "threads", "writer")
+    __slots__ = ("bus", "closed", "dispatcher", "lock", "pid", "reader", "supervisor", "threads", "writer")
 
     def __init__(self, lock: threading.RLock, supervisor: Supervisor, writer: Writer, reader: Reader,
-                 bus: EventBus, dispatcher: Dispatcher, threads: list[threading.Thread], pid: int) -> None:
+                 bus: EventBus, dispatcher: Dispatcher, threads: list[threading.Thread], pid: int,
+                 closed: threading.Event) -> None:
         self.lock = lock
         self.supervisor = supervisor
         self.writer = writer
@@ -43,6 +44,7 @@ class Parts:
         self.dispatcher = dispatcher
         self.threads = threads
         self.pid = pid
+        self.closed = closed
 
 
 def shutdown(parts: Parts) -> None:
@@ -54,6 +56,7 @@ def shutdown(parts: Parts) -> None:
         parts.writer.stop()
     parts.reader.stop()
     parts.bus.closed = True
+    parts.closed.set()
     if not already:
         parts.supervisor.interrupt()
         for request in requests:
@@ -93,3 +96,21 @@ def weak(method: Callable[..., Any]) -> Callable[..., Any]:
         return bound(*args, **kwargs)
 
     return call
+
+
+def wait_ended(closed: threading.Event, gave_up: Callable[[], bool],
+               threads: Callable[[], list[threading.Thread]], timeout: float | None) -> bool:
+    """:meth:`Client.wait_closed`: poll ``gave_up`` while waiting on ``closed``; after a close, join
+    the threads (close() from a callback cannot join the thread it runs on)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not gave_up():
+        remaining = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+        if closed.wait(max(0.0, remaining)):
+            end = time.monotonic() + 1.0
+            for thread in threads():
+                if thread is not threading.current_thread() and thread.ident is not None:
+                    thread.join(max(0.0, end - time.monotonic()))
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+    return True

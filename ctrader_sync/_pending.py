@@ -52,6 +52,21 @@ EXPECT_NOTHING = 2
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 
 
+def _not_a_deferred(name: str) -> property:
+    """A property that fails like a missing attribute, with the migration step in its message."""
+
+    def hint(self: Any) -> Any:
+        raise AttributeError(
+            f"RequestFuture has no {name}(): send() returns a concurrent.futures.Future, not a Twisted "
+            "Deferred. Use future.result(timeout) (or client.request(msg)), or "
+            "future.add_done_callback(fn), where fn(future) calls future.result() (answers arrive "
+            "extracted) and catches the ServerError it raises for an error answer; see the README, "
+            "'Migrating from the old SDK'.")
+
+    return property(hint, doc=f"Not available: the Twisted ``Deferred.{name}`` of the old SDK (raises "
+                              "``AttributeError`` naming the replacement).")
+
+
 @dataclass(frozen=True, slots=True)
 class FutureHooks:
     """What a future may ask of its client, and nothing more (handed to every future it makes)."""
@@ -135,6 +150,13 @@ class RequestFuture(Future):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return f"<RequestFuture {self.clientMsgId} type={self.payloadType} state={self._state}>"
+
+    # Old code calling Deferred methods gets the migration step instead of a bare AttributeError.
+    addCallback = _not_a_deferred("addCallback")
+    addCallbacks = _not_a_deferred("addCallbacks")
+    addErrback = _not_a_deferred("addErrback")
+    addBoth = _not_a_deferred("addBoth")
+    addTimeout = _not_a_deferred("addTimeout")
 
     # -- state queries ------------------------------------------------------------------------
 

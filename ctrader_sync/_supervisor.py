@@ -35,6 +35,7 @@ from ._outbox import Outbox
 from ._pending import Request
 from ._reconnect import ReconnectPolicy
 from ._tls import Interrupted, open_tls_connection
+from ._validate import PROCESS, foreign_process
 from .errors import (
     ClientClosedError,
     ConnectError,
@@ -99,6 +100,8 @@ class Supervisor:
         self.reconnect = reconnect
         self._codec = codec
         self.state = ClientState.NEW
+        self.pid = PROCESS.pid
+        """The process that made the client (after ``fork()`` the child must not use it)."""
         self.connections = 0
         """How many connections were established so far."""
         self.last_error: BaseException | None = None
@@ -123,6 +126,8 @@ class Supervisor:
 
     def start(self) -> bool:
         """NEW -> CONNECTING; False if already started.  Raises ``ClientClosedError`` when closed."""
+        if self.pid != PROCESS.pid:
+            raise foreign_process(self.pid)
         with self._lock:
             if self.state is ClientState.CLOSED:
                 raise ClientClosedError("this client is closed; create a new Client")
@@ -157,6 +162,8 @@ class Supervisor:
 
     def wait_connected(self, timeout: float | None) -> None:
         """See :meth:`Client.wait_connected`."""
+        if self.pid != PROCESS.pid:
+            raise foreign_process(self.pid)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._scond:
             while True:

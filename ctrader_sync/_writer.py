@@ -96,6 +96,14 @@ class Writer:
             self.abandon()
             raise
 
+    def abandon_send(self, request: Request) -> None:
+        """``send()`` raised (an error, or Ctrl-C at any line): release the write if this thread
+        held it (see :meth:`abandon`), and cancel the request if it was not written: the caller has
+        no future for it."""
+        self.abandon()
+        if request._state == "PENDING":
+            request.cancel()
+
     def abandon(self) -> None:
         """The calling thread was interrupted (Ctrl-C, or any exception) while it may have held the
         write: release it, and drop the link it was writing to (part of a TLS record may have left,

@@ -215,13 +215,27 @@ class Auth:
         """Old SDK name of :meth:`get_auth_uri`."""
         return self.get_auth_uri(scope, baseUri)
 
-    def getToken(self, authCode: str) -> dict[str, Any]:
-        """Old SDK name of :meth:`get_token`."""
+    def getToken(self, authCode: str, baseUri: str | None = None) -> dict[str, Any]:
+        """Old SDK name of :meth:`get_token`; ``baseUri`` (the old SDK's keyword) is another token
+        endpoint for this call (``https`` only)."""
+        if baseUri is not None:
+            return self._with_token_uri(baseUri).get_token(authCode)
         return self.get_token(authCode)
 
-    def refreshToken(self, refreshToken: str) -> dict[str, Any]:
-        """Old SDK name of :meth:`refresh_token`."""
+    def refreshToken(self, refreshToken: str, baseUri: str | None = None) -> dict[str, Any]:
+        """Old SDK name of :meth:`refresh_token`; ``baseUri`` as for :meth:`getToken`."""
+        if baseUri is not None:
+            return self._with_token_uri(baseUri).refresh_token(refreshToken)
         return self.refresh_token(refreshToken)
+
+    def _with_token_uri(self, token_uri: str) -> Auth:
+        """A copy of this helper for another token endpoint (validated as in the constructor)."""
+        if token_uri == self._token_uri:
+            return self
+        other = Auth(self._client_id, self._client_secret, self._redirect_uri, token_uri=token_uri,
+                     auth_uri=self._auth_uri, timeout=self._timeout)
+        other._opener = self._opener  # the same TLS settings
+        return other
 
     # -------------------------------------------------------------------------------------- private
 

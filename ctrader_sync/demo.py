@@ -22,24 +22,20 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from google.protobuf.message import Message
 
 from ._client import Client
-from ._events import EventStream
 from ._reconnect import ReconnectPolicy
 from .endpoints import EndPoints
-from .errors import AuthenticationError, ConnectError, ConnectionLostError, CTraderError, OrderError
+from .errors import AuthenticationError, ConnectError, ConnectionLostError, CTraderError
 from .messages.OpenApiMessages_pb2 import (
     ProtoOAClosePositionReq,
-    ProtoOAExecutionEvent,
     ProtoOAGetAccountListByAccessTokenReq,
     ProtoOAGetTrendbarsReq,
-    ProtoOANewOrderReq,
-    ProtoOAOrderErrorEvent,
     ProtoOAReconcileReq,
     ProtoOASpotEvent,
     ProtoOASubscribeSpotsReq,
@@ -64,12 +60,7 @@ ENV_ACCOUNT_ID = "CTRADER_ACCOUNT_ID"
 """Optional environment variable: the ``ctidTraderAccountId`` to use (default: the first suitable)."""
 
 # Enum values from the schema (ProtoOAOrderType, ProtoOATradeSide, ProtoOAExecutionType, ...).
-_MARKET = 1
-_BUY = 1
 _H1 = 9
-_ORDER_FILLED = 3
-_ORDER_REJECTED = 7
-_POSITION_CLOSED = 2
 _SIDES = {1: "BUY", 2: "SELL"}
 
 _REQUEST_TIMEOUT = 15.0
@@ -210,27 +201,6 @@ def _volume_text(volume: int, lot_size: int) -> str:
     units = volume_from_raw(volume).normalize()
     lots = volume_to_lots(volume, lot_size).normalize() if lot_size > 0 else None
     return f"{units:f} units" + (f" ({lots:f} lots)" if lots is not None else "")
-
-
-def _wait_for(stream: EventStream, match: Callable[[Any], bool], what: str, timeout: float) -> Any:
-    """Read ``stream`` until an event satisfies ``match``; an order error or rejection fails the step."""
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DemoError(f"no {what} within {timeout:g} s")
-        try:
-            event = stream.get(remaining)
-        except TimeoutError:
-            continue
-        except EOFError:
-            raise DemoError(f"the client closed while waiting for {what}")
-        if isinstance(event, ProtoOAOrderErrorEvent):
-            raise DemoError(f"order refused: {event.errorCode} {event.description}".strip())
-        if isinstance(event, ProtoOAExecutionEvent) and event.executionType == _ORDER_REJECTED:
-            raise DemoError(f"order rejected: {event.errorCode or 'no reason given'}")
-        if match(event):
-            return event
 
 
 class Tour:
@@ -412,25 +382,19 @@ class Tour:
             self.out.detail(f"(only {len(rows)} bars in the last 14 days)")
 
     def order(self) -> None:
-        """Step: a minimal market BUY, waiting for its fill."""
+        """Step: a minimal market BUY through the toolkit, which returns after the fill."""
         name = self.names[int(self.symbol.symbolId)]
         volume = self._order_volume()
         self.out.step(f"market order: BUY {_volume_text(volume, int(self.symbol.lotSize))} {name}")
-        with self.c.events(ProtoOAExecutionEvent, ProtoOAOrderErrorEvent) as stream:
-            try:
-                first = self.request(ProtoOANewOrderReq(
-                    ctidTraderAccountId=self.account_id, symbolId=int(self.symbol.symbolId),
-                    orderType=_MARKET, tradeSide=_BUY, volume=volume, label="ctrader_sync demo"))  # type: ignore[arg-type]
-            except OrderError as exc:
-                raise DemoError(f"order refused: {exc}")
-            order_id = int(first.order.orderId)
-            filled = first if first.executionType == _ORDER_FILLED else _wait_for(
-                stream, lambda e: isinstance(e, ProtoOAExecutionEvent) and e.executionType == _ORDER_FILLED
-                and int(e.order.orderId) == order_id, "fill", _REQUEST_TIMEOUT)
-        price = filled.deal.executionPrice if filled.HasField("deal") else filled.order.executionPrice
-        self.position_id = int(filled.position.positionId or filled.order.positionId)
-        self.position_volume = int(filled.position.tradeData.volume) or volume
-        self.out.detail(f"execution: order {order_id} FILLED at {_fmt_price(price, self.digits)}, "
+        try:
+            fill = self.c.account(self.account_id).market_order(
+                int(self.symbol.symbolId), "buy", volume=volume_from_raw(volume), label="ctrader_sync demo",
+                timeout=_REQUEST_TIMEOUT)
+        except CTraderError as exc:  # refused, or the answer was lost and its outcome is unknown
+            raise DemoError(f"order refused: {exc}")
+        self.position_id = fill.position_id
+        self.position_volume = volume
+        self.out.detail(f"execution: order {fill.order_id} FILLED at {_fmt_price(fill.price, self.digits)}, "
                         f"position {self.position_id}")
 
     def reconcile(self) -> None:
@@ -449,30 +413,19 @@ class Tour:
             raise DemoError(f"position {self.position_id} is missing from the reconcile answer")
 
     def close_position(self) -> None:
-        """Step: close the demo's position with its whole volume, waiting for the closing fill."""
+        """Step: close the demo's position through the toolkit, which returns after the closing fill."""
         self.out.step(f"closing position {self.position_id}")
-        with self.c.events(ProtoOAExecutionEvent, ProtoOAOrderErrorEvent) as stream:
-            try:
-                first = self.request(ProtoOAClosePositionReq(
-                    ctidTraderAccountId=self.account_id, positionId=self.position_id, volume=self.position_volume))
-            except OrderError as exc:
-                raise DemoError(f"closing refused: {exc}")
-
-            def closed(e: Any) -> bool:
-                return (isinstance(e, ProtoOAExecutionEvent) and e.executionType == _ORDER_FILLED
-                        and int(e.position.positionId) == self.position_id
-                        and e.position.positionStatus == _POSITION_CLOSED)
-
-            done = first if closed(first) else _wait_for(stream, closed, "closing fill", _REQUEST_TIMEOUT)
-        text = f"position {self.position_id} closed"
+        try:
+            fill = self.c.account(self.account_id).close_position(self.position_id, timeout=_REQUEST_TIMEOUT)
+        except CTraderError as exc:
+            raise DemoError(f"closing refused: {exc}")
+        text = f"position {self.position_id} closed at {_fmt_price(fill.price, self.digits)}"
         self.position_id = 0  # nothing left for shutdown() to clean up
-        if done.HasField("deal"):
-            deal = done.deal
-            text += f" at {_fmt_price(deal.executionPrice, self.digits)}"
-            if deal.HasField("closePositionDetail"):
-                detail = deal.closePositionDetail
-                digits = detail.moneyDigits if detail.HasField("moneyDigits") else deal.moneyDigits or 2
-                text += f", gross profit {money_from_raw(detail.grossProfit, digits)}"
+        deal = fill.execution.deal
+        if deal.HasField("closePositionDetail"):
+            detail = deal.closePositionDetail
+            digits = detail.moneyDigits if detail.HasField("moneyDigits") else deal.moneyDigits or 2
+            text += f", gross profit {money_from_raw(detail.grossProfit, digits)}"
         self.out.detail(text)
 
     def close(self) -> None:

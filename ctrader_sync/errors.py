@@ -8,10 +8,11 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     ├── ConnectionLostError          the connection dropped while a request was written
     │   └── ClosedInFlightError      close() was called after the request was written
     ├── ClientClosedError            the client was closed (or never started and closed)
+    ├── UnknownSymbolError           no symbol has that name or id on this account (KeyError)
     ├── RequestTimeoutError          no answer in time (also a built-in TimeoutError)
     ├── QueueFullError               the send queue is at its limit
     ├── InvalidRequestError          the message cannot be sent as given (also a ValueError)
-    ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, ValueError)
+    ├── UnknownPayloadTypeError      no message has that payload type or name (KeyError, IndexError, ValueError)
     ├── ProtocolError                the byte stream from the peer breaks the framing rules
     │   ├── FrameTooLargeError       a length prefix over the configured maximum
     │   ├── TruncatedStreamError     the stream ended inside a frame
@@ -19,8 +20,10 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     ├── ServerError                  the server answered with an error
     │   ├── RateLimitError           REQUEST_FREQUENCY_EXCEEDED, BLOCKED_PAYLOAD_TYPE
     │   ├── AuthenticationError      application/account auth refused, token invalid
-    │   │   └── TokenRefreshError        the server refused to refresh the access token
+    │   │   └── TokenRefreshError    the server refused to refresh the access token
     │   └── OrderError               ProtoOAOrderErrorEvent
+    │       └── OrderNotPlacedError  an order whose answer was lost is not on the server
+    ├── OrderOutcomeUnknownError     an order's answer was lost and its fate could not be learned
     └── AuthError                    the OAuth token endpoint refused a request
 
 Texts of these exceptions never contain credentials.  Every one survives ``pickle`` (and so
@@ -44,6 +47,8 @@ __all__ = [
     "InvalidRequestError",
     "MessageDecodeError",
     "OrderError",
+    "OrderNotPlacedError",
+    "OrderOutcomeUnknownError",
     "ProtocolError",
     "QueueFullError",
     "RateLimitError",
@@ -52,6 +57,7 @@ __all__ = [
     "TokenRefreshError",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
+    "UnknownSymbolError",
     "server_error_from_message",
 ]
 
@@ -112,8 +118,11 @@ class InvalidRequestError(CTraderError, ValueError):
     """The message cannot be sent as given (wrong type, missing required fields, duplicate id, ...)."""
 
 
-class UnknownPayloadTypeError(CTraderError, KeyError, ValueError):
+class UnknownPayloadTypeError(CTraderError, KeyError, IndexError, ValueError):
     """No message class has this payload type or name.
+
+    Also an ``IndexError``, which the old SDK's ``Protobuf.get`` raised for an unknown key, so old
+    ``except IndexError:`` blocks still catch it.
 
     Attributes:
         key: the payload type number or name that was looked up.
@@ -124,6 +133,26 @@ class UnknownPayloadTypeError(CTraderError, KeyError, ValueError):
         self.key = key
         self.suggestions = list(suggestions or [])
         text = f"unknown payload type or message name: {key!r}"
+        if self.suggestions:
+            text += " (did you mean " + ", ".join(self.suggestions) + "?)"
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnknownSymbolError(CTraderError, KeyError):
+    """No symbol of the account has this name or id (symbol ids and names differ between brokers).
+
+    Attributes:
+        key: the name or id that was looked up.
+        suggestions: close matches among the account's symbol names, best first.
+    """
+
+    def __init__(self, key: object, suggestions: list[str] | None = None) -> None:
+        self.key = key
+        self.suggestions = list(suggestions or [])
+        text = f"unknown symbol: {key!r}"
         if self.suggestions:
             text += " (did you mean " + ", ".join(self.suggestions) + "?)"
         super().__init__(text)
@@ -226,6 +255,40 @@ class OrderError(ServerError):
         self.order_id = order_id
         self.position_id = position_id
         super().__init__(error_code, description, response=response)
+
+
+class OrderNotPlacedError(OrderError):
+    """An order whose answer was lost is not on the server: it never reached it (or was refused).
+
+    Raised by the toolkit's trading methods after they looked the order up by its
+    ``clientOrderId`` once the session was back.  Nothing was executed, so sending the order again
+    is safe.  ``error_code`` is ``"ORDER_NOT_PLACED"``.
+
+    Attributes:
+        client_order_id: the ``clientOrderId`` the order was sent with.
+    """
+
+    def __init__(self, client_order_id: str, description: str = "") -> None:
+        self.client_order_id = client_order_id
+        super().__init__("ORDER_NOT_PLACED", description or
+                         f"the server has no order with clientOrderId {client_order_id!r}")
+
+
+class OrderOutcomeUnknownError(CTraderError):
+    """The answer to an order was lost and its fate could not be learned within the timeout.
+
+    The order may or may not have executed: do **not** send it again blindly.  Ask later with
+    ``Account.find_order(error.client_order_id)``.
+
+    Attributes:
+        client_order_id: the ``clientOrderId`` the order was sent with.
+        order_id: the server's order id when it was learned before the answer was lost, else ``None``.
+    """
+
+    def __init__(self, client_order_id: str, description: str = "", *, order_id: int | None = None) -> None:
+        self.client_order_id = client_order_id
+        self.order_id = order_id
+        super().__init__(description or f"the outcome of order {client_order_id!r} is unknown")
 
 
 class AuthError(CTraderError):

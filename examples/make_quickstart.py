@@ -77,6 +77,35 @@ symbol = client.request(ProtoOASymbolByIdReq(ctidTraderAccountId=account_id, sym
                         timeout=10).symbol[0]
 digits = symbol.digits
 print(len(symbols.symbol), "symbols; EURUSD id", eurusd.symbolId, "digits", digits)"""),
+    ("md", """## The trader's toolkit: symbols by name, a year of bars, a chart
+
+`client.account()` is the toolkit's entry point for one account. Its `symbols` catalogue finds
+symbols by name (ids differ between brokers), and `trendbars()` downloads any range: it splits it
+into windows the server accepts, follows `hasMore`, keeps within the historical rate limit, checks
+every bar and returns float rows with UTC times. `to_pandas()` needs the `ctrader-sync[pandas]`
+extra."""),
+    ("code", """from datetime import datetime, timedelta, timezone
+
+toolkit_account = client.account()
+info = toolkit_account.symbols["eurusd"]
+print(info.name, "id", info.id, "digits", info.digits, "min volume", info.min_volume, "units")
+end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+year = toolkit_account.trendbars("EURUSD", "H1", end - timedelta(days=365), end)
+print(len(year), "H1 bars in", year.requests, "requests,", f"{year.seconds:.1f} s")"""),
+    ("code", """try:
+    frame = year.to_pandas()
+except ImportError as exc:
+    frame = None
+    print(exc)
+try:
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+    print("matplotlib is not installed: pip install matplotlib for the chart")
+if frame is not None and plt is not None:
+    frame["close"].plot(figsize=(8, 3), title=f"EURUSD H1 close, {len(frame)} bars (simulator)")
+    plt.show()
+frame.tail() if frame is not None else year[-5:]"""),
     ("md", """## Live spot prices
 
 `client.events(...)` is a blocking iterator over pushed messages; as a context manager it stops
@@ -135,6 +164,22 @@ with client.events(ProtoOAExecutionEvent, timeout=10) as executions:
     closing = next(e for e in executions
                    if e.executionType == ProtoOAExecutionType.ORDER_FILLED and e.position.positionId == position_id)
 print("closed at", closing.deal.executionPrice)"""),
+    ("md", """## Positions and P&L with the toolkit
+
+The toolkit's trading half does the same in fewer lines: `market_order` takes lots and stop loss /
+take profit in pips and returns after the fill (not just the acceptance); `account.positions` is a
+live mirror kept current from execution events; `unrealized_pnl()` asks the server for each
+position's P&L in the account currency (money as `Decimal`, prices as floats)."""),
+    ("code", """fill = toolkit_account.market_order("EURUSD", "buy", lots=0.1, stop_loss_pips=20, take_profit_pips=40)
+toolkit_account.market_order("EURUSD", "sell", lots=0.05)
+pnl = toolkit_account.unrealized_pnl()
+for pid, p in toolkit_account.positions.items():
+    print(f"position {pid}: {p.side} {p.lots} lots {p.symbol} at {p.entry_price}, SL {p.stop_loss}, "
+          f"TP {p.take_profit}, P&L {pnl[pid].gross} (net {pnl[pid].net})")
+print("balance", toolkit_account.balance, "equity", toolkit_account.equity())"""),
+    ("code", """for pid in list(toolkit_account.positions):
+    print("closed", pid, "at", toolkit_account.close_position(pid).price)
+print("open positions:", len(toolkit_account.positions), "balance", toolkit_account.balance)"""),
     ("md", """## Close
 
 `close()` ends the connection and joins the client's threads; the simulator's `close()` does the

@@ -30,6 +30,7 @@ from ctrader_sync import (
     InvalidRequestError,
     MessageDecodeError,
     OrderError,
+    Protobuf,
     ProtocolError,
     QueueFullError,
     RateLimitError,
@@ -38,7 +39,7 @@ from ctrader_sync import (
     ServerError,
     TcpProtocol,
 )
-from ctrader_sync.messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
+from ctrader_sync.messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent, ProtoMessage
 from ctrader_sync.messages.OpenApiMessages_pb2 import (
     ProtoOAApplicationAuthReq,
     ProtoOAApplicationAuthRes,
@@ -491,7 +492,9 @@ def test_message_callback_sees_every_message_and_raising_callbacks_do_not_stop_i
             raising_calls.wait_for(5)
             assert isinstance(client.send(ProtoOAVersionReq()).result(10), ProtoOAVersionRes)
         assert "user bug" in caplog.text
-        types = {type(args[1]).__name__ for args in seen.calls}
+        # The old SDK's contract: the ProtoMessage envelope, unwrapped with Protobuf.extract.
+        assert all(isinstance(args[1], ProtoMessage) for args in seen.calls)
+        types = {type(Protobuf.extract(args[1])).__name__ for args in seen.calls}
         assert {"ProtoOASpotEvent", "ProtoOASubscribeSpotsRes"} <= types
         assert all(args[0] is client for args in seen.calls)
 

@@ -41,12 +41,15 @@ from ctrader_sync.errors import (
     InvalidRequestError,
     MessageDecodeError,
     OrderError,
+    OrderNotPlacedError,
+    OrderOutcomeUnknownError,
     ProtocolError,
     QueueFullError,
     RequestTimeoutError,
     ServerError,
     TokenRefreshError,
     UnknownPayloadTypeError,
+    UnknownSymbolError,
 )
 from ctrader_sync.messages.OpenApiMessages_pb2 import ProtoOAErrorRes, ProtoOAVersionReq, ProtoOAVersionRes
 from ctrader_sync.simulator import Simulator, certs_dir
@@ -64,6 +67,7 @@ SAMPLES: list[BaseException] = [
     InvalidRequestError("bad request"),
     UnknownPayloadTypeError(9999, ["2104 (ProtoOAVersionReq)"]),
     UnknownPayloadTypeError("VersionRes"),
+    UnknownSymbolError("EURUSX", ["EURUSD"]),
     ProtocolError("broken"),
     FrameTooLargeError(1 << 31, 1 << 24),
     TruncatedStreamError("stream ended inside a frame"),
@@ -75,6 +79,8 @@ SAMPLES: list[BaseException] = [
     TokenRefreshError("CH_ACCESS_TOKEN_INVALID", "refresh token unknown"),
     ClosedInFlightError("closed after it was written"),
     OrderError("NOT_ENOUGH_MONEY", "margin", order_id=7, position_id=None),
+    OrderNotPlacedError("cs1-order-7"),
+    OrderOutcomeUnknownError("cs1-order-8", order_id=12),
     AuthError("invalid_grant", "code used", status=400),
 ]
 

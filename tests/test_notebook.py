@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,4 +95,15 @@ def test_notebook_runs_twice_in_one_kernel_and_leaves_no_thread(tmp_path: Path) 
         outputs = "\n".join(texts)
         assert outputs.count("bid 1.0") == 5, outputs  # five EURUSD spot prices, 5 digits
         assert "bought 1000" in outputs and "closed at" in outputs
+        assert re.search(r"position \d+: buy 0\.1 lots EURUSD at [\d.]+, SL [\d.]+, TP [\d.]+, P&L -?\d+\.\d\d",
+                         outputs), outputs  # the toolkit's positions with P&L
+        assert "open positions: 0 balance" in outputs
     assert probes[0] == probes[1], "the second run must use the same kernel"
+
+
+def test_notebook_uses_the_toolkit() -> None:
+    """The notebook shows the trader's toolkit: an account, a symbol by name, a year of bars, a chart."""
+    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for needed in ("client.account()", '.symbols["eurusd"]', ".trendbars(", ".to_pandas()", ".plot("):
+        assert needed in code, needed

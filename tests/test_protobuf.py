@@ -18,7 +18,8 @@ def test_registry_has_96_types_keyed_by_default_not_name() -> None:
     assert len(types) == 96
     # 2149's enum name does not follow the message name.
     assert types[2149] is ProtoOAGetAccountListByAccessTokenReq
-    assert Protobuf.get_type("PROTO_OA_GET_ACCOUNTS_BY_ACCESS_TOKEN_REQ") is ProtoOAGetAccountListByAccessTokenReq
+    assert Protobuf.get_class("PROTO_OA_GET_ACCOUNTS_BY_ACCESS_TOKEN_REQ") is ProtoOAGetAccountListByAccessTokenReq
+    assert Protobuf.get_type("PROTO_OA_GET_ACCOUNTS_BY_ACCESS_TOKEN_REQ") == 2149
     for number, cls in types.items():
         assert cls().payloadType == number
         assert Protobuf.payload_type(cls) == number
@@ -27,7 +28,8 @@ def test_registry_has_96_types_keyed_by_default_not_name() -> None:
 @pytest.mark.parametrize("key", [2104, "ProtoOAVersionReq", "VersionReq", "PROTO_OA_VERSION_REQ"])
 def test_get_by_number_name_short_name_and_enum_name(key: int | str) -> None:
     assert isinstance(Protobuf.get(key), ProtoOAVersionReq)
-    assert Protobuf.get_type(key) is ProtoOAVersionReq
+    assert Protobuf.get_class(key) is ProtoOAVersionReq
+    assert Protobuf.get_type(key) == 2104  # the number, as the old SDK's get_type
 
 
 def test_get_sets_fields() -> None:
@@ -47,10 +49,12 @@ def test_unknown_name_is_a_keyerror_and_valueerror_with_close_matches() -> None:
 
 def test_unknown_number_names_it_and_neighbours() -> None:
     with pytest.raises(KeyError) as info:
-        Protobuf.get_type(9999)
+        Protobuf.get_class(9999)
     assert "9999" in str(info.value)
+    with pytest.raises(IndexError):  # what the old SDK raised
+        Protobuf.get_type(9999)
     with pytest.raises(ValueError):
-        Protobuf.get_type(True)  # a bool is not a payload type
+        Protobuf.get_class(True)  # a bool is not a payload type
     with pytest.raises(UnknownPayloadTypeError):
         Protobuf.payload_type(ProtoMessage)  # the envelope class has no fixed payload type
 
@@ -65,3 +69,38 @@ def test_extract_wrap_and_idempotence() -> None:
     assert Protobuf.extract(out) is out  # already extracted: unchanged
     with pytest.raises(UnknownPayloadTypeError):
         Protobuf.extract(ProtoMessage(payloadType=7777, payload=b""))
+
+
+def test_payload_type_of_a_number_and_get_class_vs_get_type() -> None:
+    # Callers written when get_type returned the class keep working through payload_type().
+    assert Protobuf.payload_type(Protobuf.get_type("ProtoOAVersionReq")) == 2104
+    assert Protobuf.payload_type(Protobuf.get_class("ProtoOAVersionReq")) == 2104
+    with pytest.raises(UnknownPayloadTypeError):
+        Protobuf.payload_type(9999)
+    with pytest.raises(UnknownPayloadTypeError):
+        Protobuf.payload_type(True)
+    assert Protobuf.get_class(0) is ProtoMessage and Protobuf.get_type("ProtoMessage") == 0  # as the old SDK
+    assert Protobuf.get_type(2104.0) == 2104
+    with pytest.raises(UnknownPayloadTypeError):
+        Protobuf.get_class(2104.5)
+    assert Protobuf.get("Nope", fail=False) is None
+
+
+def test_envelope_fields_on_extracted_messages_name_the_migration_step() -> None:
+    """``message.clientMsgId`` / ``message.payload`` on an extracted message (what futures, ``on()``
+    and ``events()`` give) raise an ``AttributeError`` that says what to do instead."""
+    from ctrader_sync.messages.OpenApiMessages_pb2 import ProtoOAExecutionEvent, ProtoOATraderRes, ProtoOAVersionRes
+
+    for message in (ProtoOATraderRes(), ProtoOAExecutionEvent()):
+        with pytest.raises(AttributeError, match=r"clientMsgId.*future\.clientMsgId.*envelope=True") as info:
+            _ = message.clientMsgId
+        assert info.value.name == "clientMsgId"
+        with pytest.raises(AttributeError, match=r"payload.*already extracted"):
+            _ = message.payload
+        assert not hasattr(message, "clientMsgId") and not hasattr(message, "payload")
+        assert getattr(message, "clientMsgId", None) is None
+        with pytest.raises(AttributeError, match="no_such_field"):
+            _ = message.no_such_field  # other names: a plain AttributeError, as before
+        assert message.payloadType == Protobuf.payload_type(message)  # fields unaffected
+    envelope = Protobuf.wrap(ProtoOAVersionRes(version="91"), clientMsgId="c1")
+    assert envelope.clientMsgId == "c1" and isinstance(envelope.payload, bytes)  # the envelope has them

@@ -67,7 +67,7 @@ def test_every_client_request_of_the_schema_is_answered(make: Harness) -> None:
             assert "ProtoOAGetPositionUnrealizedPnLReq" in f.message.description
         else:
             answered.append(cls.__name__)
-    assert set(unsupported) == {pt for pt in WITHDRAWN_PAYLOAD_TYPES if Protobuf.get_type(pt).__name__.endswith("Req")}
+    assert set(unsupported) == {pt for pt in WITHDRAWN_PAYLOAD_TYPES if Protobuf.get_class(pt).__name__.endswith("Req")}
     assert len(answered) == ANSWERED, sorted(answered)
     assert frozenset(range(2189, 2194)) == Protobuf.WITHDRAWN_PAYLOAD_TYPES
 

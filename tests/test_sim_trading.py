@@ -191,6 +191,29 @@ def test_market_hours_fx_refuse_trading_on_weekends_always_does_not(make: Harnes
     assert open_sim.market_open and order(open_wire, b, "w")[1].executionType == FILLED
 
 
+def test_nothing_executes_while_the_market_is_closed_crossed_orders_fill_when_it_opens(make: Harness) -> None:
+    now = [TUESDAY + 3 * 86_400 - 4_400]  # Friday 21:00 UTC: open for another hour
+    sim, wire = make(spot_interval=0, clock=lambda: now[0], market_hours="fx")
+    (a,) = wire.login()
+    sim.set_price("EURUSD", 1.08500, 1.08510)
+    (limit,) = order(wire, a, "lim", orderType=LIMIT, limitPrice=1.08000)
+    _, position = order(wire, a, "mkt", relativeTakeProfit=500)  # take profit at 1.09010
+    record = sim.connections[0]
+    fills = len(record.fills())
+    now[0] = SATURDAY
+    assert not sim.market_open
+    sim.set_price("EURUSD", 1.07000, 1.07010)  # crosses the limit order...
+    sim.set_price("EURUSD", 1.09500, 1.09510)  # ...and the take profit, on a Saturday
+    assert len(record.fills()) == fills, "nothing executes while the market is closed"
+    assert len(wire.call(M.ProtoOAReconcileReq(ctidTraderAccountId=a)).message.order) == 1
+    now[0] = TUESDAY + 5 * 86_400  # Sunday 22:13 UTC: open again, at the last price
+    closed = pushed(wire, FILLED)
+    assert closed.position.positionId == position.position.positionId and closed.deal.executionPrice == 1.095
+    assert closed.deal.closePositionDetail.grossProfit == 99_000  # (1.09500 - 1.08510) * 100,000 USD
+    reconcile = wire.call(M.ProtoOAReconcileReq(ctidTraderAccountId=a)).message
+    assert [o.orderId for o in reconcile.order] == [limit.order.orderId]  # 1.09510 never crossed the limit
+
+
 def test_every_refusal_code(make: Harness) -> None:
     sim, wire, a = still(make)
     sim.set_price("EURUSD", 1.08500, 1.08510)
@@ -263,14 +286,45 @@ def test_amendments_replace_and_removing_a_leg(make: Harness) -> None:
 
 
 def test_order_list_pages_with_has_more(make: Harness) -> None:
-    sim, wire, a = still(make, list_chunk=2, historical_limit=0)
+    now = [TUESDAY]
+    sim, wire = make(spot_interval=0, clock=lambda: now[0], list_chunk=2, historical_limit=0)
+    (a,) = wire.login()
     sim.set_price("EURUSD", 1.08500, 1.08510)
-    ids = [order(wire, a, f"o{i}", orderType=LIMIT, limitPrice=1.08 - i * 0.001)[0].order.orderId
-           for i in range(3)]
+    ids = []
+    for i in range(3):  # one a second (orders of the same millisecond stay on one page: test below)
+        ids.append(order(wire, a, f"o{i}", orderType=LIMIT, limitPrice=1.08 - i * 0.001)[0].order.orderId)
+        now[0] += 1
     page = wire.call(M.ProtoOAOrderListReq(ctidTraderAccountId=a)).message
     assert page.hasMore and [o.orderId for o in page.order] == ids[1:]
     deals = wire.call(M.ProtoOADealListReq(ctidTraderAccountId=a, maxRows=1)).message
     assert not deals.hasMore and list(deals.deal) == []
+
+
+def test_deal_and_order_lists_page_without_loss_on_a_clock_that_stands_still(make: Harness) -> None:
+    """Records of one account never share a millisecond (a later one is stamped 1 ms on), so
+    paging backwards with ``toTimestamp`` = the oldest time received - 1 loses nothing."""
+    sim, wire, a = still(make, list_chunk=2, historical_limit=0, request_limit=0)
+    sim.set_price("EURUSD", 1.08500, 1.08510)
+    placed = [order(wire, a, f"m{i}")[1] for i in range(5)]
+    start = int(TUESDAY * 1000)
+    assert placed[0].deal.executionTimestamp == start  # the clock's time when nothing collides
+
+    def page_all(request: Any, field: str, ident: str, stamp: Any) -> list[int]:
+        got: list[int] = []
+        to = start + 60_000
+        while True:
+            res = wire.call(request(ctidTraderAccountId=a, fromTimestamp=start, toTimestamp=to)).message
+            assert hasattr(res, field), res
+            rows = list(getattr(res, field))
+            got += [getattr(r, ident) for r in rows]
+            if not res.hasMore:
+                return got
+            to = min(stamp(r) for r in rows) - 1
+
+    deals = page_all(M.ProtoOADealListReq, "deal", "dealId", lambda d: d.executionTimestamp)
+    assert sorted(deals) == sorted(p.deal.dealId for p in placed)
+    orders = page_all(M.ProtoOAOrderListReq, "order", "orderId", lambda o: o.tradeData.openTimestamp)
+    assert sorted(orders) == sorted(p.order.orderId for p in placed)
 
 
 def test_swap_accrues_per_rollover_and_is_charged_at_close(make: Harness) -> None:

@@ -100,6 +100,8 @@ class Exchange:
             self._rebuild_book(s.symbol_id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._held: set[int] = set()
+        """Symbols set_price moved while the market was closed: matched when it opens."""
 
     # -- clock, hours, quotes -----------------------------------------------------------------
 
@@ -133,11 +135,16 @@ class Exchange:
         while not self._stop.wait(interval):
             with self.lock:
                 changed: list[int] = []
-                if self.spot_interval > 0 and not self.paused and self.market_open():
+                is_open = self.market_open()
+                if self.spot_interval > 0 and not self.paused and is_open:
                     for symbol_id in self._active():
                         self._step(symbol_id)
                         changed.append(symbol_id)
-                executions = [x for sid in changed for x in self.trading.match(self.accounts.values(), sid)]
+                # At the open, what set_price crossed while the market was closed executes.
+                matched = sorted(set(changed) | self._held) if is_open else []
+                if is_open:
+                    self._held.clear()
+                executions = [x for sid in matched for x in self.trading.match(self.accounts.values(), sid)]
                 executions += self.trading.expire(self.accounts.values(), self.now_ms())
                 self._publish(changed, executions, None)
 
@@ -195,7 +202,8 @@ class Exchange:
     # -- test control -------------------------------------------------------------------------
 
     def set_price(self, symbol_id: int, bid: int, ask: int, timeout: float = 5.0) -> None:
-        """Move ``symbol_id`` to ``(bid, ask)`` now: spot events, then matching, then return.
+        """Move ``symbol_id`` to ``(bid, ask)`` now: spot events, then matching (when the market is
+        open; else when it opens), then return.
 
         Returns once every connection's I/O thread has queued the resulting events.
         """
@@ -206,7 +214,12 @@ class Exchange:
             feed.offset = bid - (self.paths[symbol_id].tick(feed.t_ms) or bid)
             feed.spread = ask - bid
             self._move(symbol_id, bid, ask)
-            executions = self.trading.match(self.accounts.values(), symbol_id)
+            # A closed market moves quotes but executes nothing until it opens again (see _run).
+            executions = []
+            if self.market_open():
+                executions = self.trading.match(self.accounts.values(), symbol_id)
+            else:
+                self._held.add(symbol_id)
             executions += self.trading.expire(self.accounts.values(), self.now_ms())
             dones = self._publish([symbol_id], executions, timeout)
         deadline = time.monotonic() + timeout

@@ -100,10 +100,21 @@ def tick_data(peer: Peer, account: Account, msg: M.ProtoOAGetTickDataReq, cid: s
     peer.respond(res, cid)
 
 
-def _newest(items: list[Any], key: str, lo: int, hi: int, limit: int) -> tuple[list[Any], bool]:
-    """The newest ``limit`` items with ``lo <= item.key <= hi``, oldest first, and whether more match."""
-    found = [x for x in items if lo <= getattr(x, key) <= hi]
-    return found[-limit:] if limit > 0 else [], len(found) > limit
+def _newest(items: list[Any], key: str, lo: int, hi: int, limit: int,
+            exact: bool = False) -> tuple[list[Any], bool]:
+    """The newest ``limit`` items with ``lo <= item.key <= hi``, oldest first, and whether more match.
+
+    Unless ``exact`` (an explicit ``maxRows``), a page never splits a millisecond: the items that
+    share the oldest kept item's time all come along, so paging on with ``toTimestamp`` = that time
+    - 1 loses none (a simulator choice; on a test clock that stands still every record shares one).
+    """
+    found = sorted((x for x in items if lo <= getattr(x, key) <= hi), key=lambda x: getattr(x, key))
+    if limit <= 0:
+        return [], bool(found)
+    start = max(0, len(found) - limit)
+    while not exact and start > 0 and getattr(found[start - 1], key) == getattr(found[start], key):
+        start -= 1
+    return found[start:], start > 0
 
 
 @handles(TABLE, M.ProtoOADealListReq)
@@ -116,7 +127,7 @@ def deal_list(peer: Peer, account: Account, msg: M.ProtoOADealListReq, cid: str 
     chunk = peer.world.options.list_chunk
     limit = min(msg.maxRows, chunk) if msg.maxRows > 0 else chunk
     with peer.world.exchange.lock:
-        deals, more = _newest(account.deals, "executionTimestamp", span[0], span[1], limit)
+        deals, more = _newest(account.deals, "executionTimestamp", span[0], span[1], limit, limit < chunk)
     res = M.ProtoOADealListRes(ctidTraderAccountId=account.account_id, hasMore=more)
     res.deal.extend(deals)
     peer.respond(res, cid)

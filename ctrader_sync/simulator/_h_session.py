@@ -114,5 +114,5 @@ def _withdrawn(peer: Peer, msg: object, cid: str | None) -> None:
 
 
 for _pt in sorted(WITHDRAWN_PAYLOAD_TYPES):
-    if Protobuf.get_type(_pt).__name__.endswith("Req"):
+    if Protobuf.get_class(_pt).__name__.endswith("Req"):
         TABLE[_pt] = _withdrawn

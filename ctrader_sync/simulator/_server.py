@@ -206,8 +206,9 @@ class Simulator:
         """Move ``symbol`` to ``bid``/``ask`` now (prices as floats, e.g. ``1.08512``).
 
         Subscribers get the spot event first, then resting orders, stop losses and take profits
-        the new price crosses are executed.  Returns once every connection has queued the
-        resulting events, so a test can read them right after.  The automatic path continues
+        the new price crosses are executed (when the market is closed, by ``market_hours="fx"``:
+        once it opens).  Returns once every connection has queued the resulting events, so a test
+        can read them right after.  The automatic path continues
         from the new level (pause it with :meth:`pause_market`).
         """
         s = self.symbol(symbol)
