@@ -44,8 +44,8 @@ from .errors import InvalidRequestError
 from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
 from .protobuf import REGISTRY, TYPE_OF, Protobuf
 
-__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks", "Request",
-           "RequestFuture", "send_arguments"]
+__all__ = ["ANSWER_TYPES", "EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks",
+           "Request", "RequestFuture", "send_arguments"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -244,7 +244,8 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             return self._exception
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
-        """Call ``fn(future)`` when done: on the client's dispatcher thread, or at once if already done."""
+        """Call ``fn(future)`` when done, on the client's dispatcher thread (after the callbacks
+        queued there before it) -- also when the future is done already."""
         with self._lock:
             if self._state not in (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED):
                 if self._done_callbacks is None:
@@ -258,10 +259,11 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             if self._state == FINISHED:  # answered without the lock meanwhile (see _finish_claimed)
                 self._invoke_callbacks()
             return
-        try:
-            fn(self)
-        except Exception:
-            log.exception("ctrader_sync: a future's done-callback raised")
+        hooks = self._hooks
+        if hooks is not None:
+            hooks.post(lambda: _run_callbacks(self, [fn]))
+        else:
+            _run_callbacks(self, [fn])
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -390,7 +392,7 @@ def _run_callbacks(future: RequestFuture, callbacks: list[Callable[[Future[Any]]
     for callback in callbacks:
         try:
             callback(future)
-        except Exception:
+        except BaseException:  # SystemExit too: the callbacks after it still run
             log.exception("ctrader_sync: a future's done-callback raised")
 
 
@@ -454,3 +456,16 @@ def send_arguments(message: Message | int | str, kind: tuple[int, int] | None, t
         raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
     assert not isinstance(message, (int, str))
     return message, kind, wait
+
+
+def answer_types(registry: dict[int, type[Any]]) -> dict[int, int]:
+    """Request payload type -> the payload type of its answer (``...Req`` -> ``...Res``), for the
+    requests whose answer has that name; an answer of another type (other than an error) is a
+    protocol error."""
+    by_name = {cls.__name__: pt for pt, cls in registry.items()}
+    return {pt: by_name[cls.__name__[:-3] + "Res"] for pt, cls in registry.items()
+            if cls.__name__.endswith("Req") and cls.__name__[:-3] + "Res" in by_name}
+
+
+ANSWER_TYPES = answer_types(REGISTRY)
+"""Request payload type -> its answer's payload type."""

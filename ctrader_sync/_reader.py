@@ -34,6 +34,7 @@ from typing import Any
 from ._link import Link
 from ._pending import RequestFuture
 from ._tls import Interrupted
+from ._validate import PROCESS, foreign_process
 from .errors import ConnectionLostError, ProtocolError, TruncatedStreamError
 
 __all__ = ["Reader"]
@@ -67,12 +68,16 @@ class Reader:
         """The client's own threads: they never read for themselves (set once they started)."""
         self._link: Link | None = None
         self._stopping = False
+        self._pid = PROCESS.pid
+        self.crash: Callable[[str, BaseException], None] | None = None
+        """Told when the reader thread fails unexpectedly (the supervisor's ``crash``)."""
         # Held by whoever reads the link (one reader at a time, so the stream is decoded in
         # order); the core lock may be taken under it, never the reverse.
-        self._read_token = threading.Lock()
+        # (re-entrant only so that an interrupted caller can tell that it holds it: see _abandon)
+        self._read_token = threading.RLock()
         self._park = threading.Condition(threading.Lock())  # guards _link, _stopping; a leaf
         self._lead_lock = threading.Lock()  # guards _leading (one caller leads); a leaf
-        self._leading = False
+        self._leading: bool | int = False  # the thread id of the caller that leads, or False
         self._lead_end = 0.0
         self._yield_r, self._yield_w = socket.socketpair()
         self._yield_r.setblocking(False)
@@ -97,7 +102,15 @@ class Reader:
     # -- the reader thread ----------------------------------------------------------------------
 
     def run(self) -> None:
-        """The reader thread's loop: read each attached link until it is lost (until :meth:`stop`)."""
+        """The reader thread: read each attached link until it is lost (until :meth:`stop`); an
+        unexpected exception ends the client's requests through ``crash`` (set by the client)."""
+        try:
+            self._run()
+        except BaseException as exc:
+            if self.crash is not None:
+                self.crash("reader", exc)
+
+    def _run(self) -> None:
         number = 0
         park = self._park
         while True:
@@ -199,17 +212,39 @@ class Reader:
         simply waits for the reader thread.  Before reading, the caller writes what is queued
         (``flush``), so it does not wait for the writer thread to wake.
         """
+        if self._pid != PROCESS.pid:
+            raise foreign_process(self._pid)  # the parent's socket: never read it here
         link = self._link
         if link is None or link.lost or threading.get_ident() in self.io_idents:
             return
-        lead = self._lead_lock
-        lead.acquire()  # not ``with`` (here and below): half the interpreter's cost per round trip
         try:
+            self._lead(future, link, deadline)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """The caller was interrupted (Ctrl-C) at any point of :meth:`assist`: give back what it may
+        hold, so the reader thread and the next caller go on (the token, the lead)."""
+        token = self._read_token
+        while token._is_owned():  # type: ignore[attr-defined]
+            token.release()
+        with self._lead_lock:
+            if self._leading == threading.get_ident():
+                self._leading = False
+                self._lead_end = time.monotonic()
+        with self._park:
+            self._park.notify_all()
+
+    def _lead(self, future: RequestFuture, link: Link, deadline: float | None) -> None:
+        """:meth:`assist`, once the caller may read (see there)."""
+        lead = self._lead_lock
+        # ``with``, not acquire()/try: an interrupt (Ctrl-C) right after acquire() returned would
+        # leave the lock held for good (see _abandon).
+        with lead:
             if self._leading or self._stopping:
                 return
-            self._leading = True
-        finally:
-            lead.release()
+            self._leading = threading.get_ident()
         token = self._read_token
         try:
             self._flush(link)
@@ -227,12 +262,9 @@ class Reader:
             finally:
                 token.release()
         finally:
-            lead.acquire()
-            try:
+            with lead:
                 self._leading = False
                 self._lead_end = time.monotonic()
-            finally:
-                lead.release()
 
     def _read_for(self, future: RequestFuture, link: Link, deadline: float | None) -> None:
         """Read ``link`` until ``future`` is done, the link is lost or ``deadline`` passed (the

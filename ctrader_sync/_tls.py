@@ -95,6 +95,8 @@ class TLSConnection:
         # never while taking another lock): a leaf.
         self._lock = threading.Lock()
         self._closed = False
+        self.peer_closed = False
+        """The peer sent a TLS close_notify (see :meth:`recv_nowait`)."""
         self.flush_needed = False
         """Set by the reader when TLS produced bytes to send (e.g. a key update); the writer sends them."""
         self.backlog = b""
@@ -116,6 +118,8 @@ class TLSConnection:
             Interrupted: the client is closing.
             OSError: the socket was closed by another thread.
         """
+        if self.peer_closed:
+            return 1  # recv_nowait() reports the end
         watch = [self.sock, self._wake] if other is None else [self.sock, self._wake, other]
         ready = _select(watch, [], timeout)[0]
         if not ready:
@@ -132,6 +136,8 @@ class TLSConnection:
             EOFError: the peer closed the connection (TLS close or TCP EOF).
             OSError, ssl.SSLError: transport or TLS failure.
         """
+        if self.peer_closed:
+            raise EOFError("the server closed the TLS session (close_notify)")
         try:
             data = self.sock.recv(_READ_SIZE)
         except BlockingIOError:
@@ -140,8 +146,7 @@ class TLSConnection:
             raise EOFError("the server closed the connection")
         chunks = []
         lock = self._lock
-        lock.acquire()  # not ``with``: half the interpreter's cost on this per-read path
-        try:
+        with lock:  # not acquire()/try: an interrupt right after acquire() would leave it held
             self._in.write(data)
             while True:
                 try:
@@ -151,14 +156,16 @@ class TLSConnection:
                 except ssl.SSLZeroReturnError:
                     raise EOFError("the server closed the TLS session") from None
                 if not chunk:
+                    # SSLObject.read() returns b"" (it does not raise) once the peer's close_notify
+                    # arrived: the session is over even if TCP stays open.  What came before it is
+                    # returned now; the next call (at once: see wait_readable) raises EOFError.
+                    self.peer_closed = True
                     break
                 chunks.append(chunk)
                 if not self._in.pending and not self._tls.pending():
                     break  # all consumed: skip the SSLWantReadError a further read would raise
             if self._out.pending:
                 self.flush_needed = True
-        finally:
-            lock.release()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # -- writer side ------------------------------------------------------------------------
@@ -172,14 +179,11 @@ class TLSConnection:
             Interrupted: the client is closing.
         """
         lock = self._lock
-        lock.acquire()
-        try:
+        with lock:  # not acquire()/try: an interrupt right after acquire() would leave it held
             if data:
                 self._tls.write(data)
             out = self._out.read()
             self.flush_needed = False
-        finally:
-            lock.release()
         if self.backlog:
             out, self.backlog = self.backlog + out, b""
         self._send_raw(out)
@@ -191,13 +195,10 @@ class TLSConnection:
         next :meth:`send` (the caller must then wake the writer).
         """
         lock = self._lock
-        lock.acquire()
-        try:
+        with lock:  # not acquire()/try: an interrupt right after acquire() would leave it held
             self._tls.write(data)
             out = self._out.read()
             self.flush_needed = False
-        finally:
-            lock.release()
         if self.backlog:
             out, self.backlog = self.backlog + out, b""
         try:
@@ -254,6 +255,10 @@ def open_tls_connection(host: str, port: int, context: ssl.SSLContext, server_ho
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise ConnectError(f"cannot resolve {host}: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # UnicodeError (IDNA), NUL in the name
+        error = ConnectError(f"invalid host name {host!r}: {exc}")
+        error.permanent = True  # type: ignore[attr-defined]  # no retry can fix it
+        raise error from exc
     last: BaseException | None = None
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -291,7 +296,12 @@ def open_tls_connection(host: str, port: int, context: ssl.SSLContext, server_ho
 def _handshake(sock: socket.socket, context: ssl.SSLContext, server_hostname: str, deadline: float,
                wake: socket.socket, where: str, timeout: float) -> TLSConnection:
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    sslobj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_hostname)
+    try:
+        sslobj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_hostname)
+    except (ValueError, TypeError) as exc:  # UnicodeError (IDNA: empty or 64+ char label), NUL
+        error = ConnectError(f"invalid server host name {server_hostname!r} for {where}: {exc}")
+        error.permanent = True  # type: ignore[attr-defined]  # no retry can fix it
+        raise error from exc
     conn = TLSConnection(sock, sslobj, incoming, outgoing, wake)
     try:
         return _handshake_loop(conn, sslobj, incoming, sock, deadline, wake, where, timeout)
