@@ -20,6 +20,7 @@ from .errors import (
     AuthenticationError,
     AuthError,
     ClientClosedError,
+    ClosedInFlightError,
     ConnectError,
     ConnectionLostError,
     ConnectTimeoutError,
@@ -35,6 +36,7 @@ from .errors import (
     RateLimitError,
     RequestTimeoutError,
     ServerError,
+    TokenRefreshError,
     TruncatedStreamError,
     UnknownPayloadTypeError,
     UnknownSymbolError,
@@ -56,6 +58,7 @@ _LAZY = {
     "ReconnectPolicy": "._reconnect",
     "Auth": ".auth",
     "EventStream": "._events",
+    "TokenRefreshFailed": "._keepalive",
     "every": ".timers",
     "Every": ".timers",
 }
@@ -64,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
     from ._codec import DEFAULT_MAX_FRAME_SIZE, Frame, TcpProtocol
     from ._events import EventStream
+    from ._keepalive import TokenRefreshFailed
     from ._reconnect import RateLimitRetry, ReconnectPolicy
     from ._supervisor import ClientState
     from .auth import Auth
@@ -95,6 +99,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "ClientState",
+    "ClosedInFlightError",
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionLostError",
@@ -117,6 +122,8 @@ __all__ = [
     "RequestTimeoutError",
     "ServerError",
     "TcpProtocol",
+    "TokenRefreshError",
+    "TokenRefreshFailed",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
     "UnknownSymbolError",

@@ -19,7 +19,7 @@ import itertools
 import logging
 import ssl
 import threading
-import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,21 +27,24 @@ from google.protobuf.message import Message
 
 from ._codec import DEFAULT_MAX_FRAME_SIZE, TcpProtocol
 from ._dispatch import Dispatcher
-from ._events import EventBus, EventHandle, EventStream
+from ._events import EventBus, EventHandle, EventStream, is_event
 from ._inbound import Inbound
+from ._keepalive import keep_alive
+from ._lifecycle import Parts, shutdown, wait_ended, weak
 from ._outbox import Outbox
-from ._pending import REQUEST_KINDS, FutureHooks, RequestFuture
+from ._pending import REQUEST_KINDS, FutureHooks, RequestFuture, send_arguments
 from ._reader import Reader
 from ._reconnect import RateLimitRetry, ReconnectPolicy
 from ._session import SessionManager, SessionState
 from ._supervisor import ClientState, Supervisor
 from ._tls import client_ssl_context
+from ._validate import PROCESS, client_msg_id, foreign_process, optional_seconds, port_number, positive_seconds
 from ._writer import Writer
-from .errors import ClientClosedError, InvalidRequestError, RequestTimeoutError
+from .errors import RequestTimeoutError
 from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent, ProtoMessage
 from .messages.OpenApiMessages_pb2 import ProtoOARefreshTokenRes
 from .messages.OpenApiModelMessages_pb2 import ProtoOACtidTraderAccount
-from .protobuf import HISTORICAL_PAYLOAD_TYPES, Protobuf
+from .protobuf import HISTORICAL_PAYLOAD_TYPES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .toolkit import Account
@@ -51,13 +54,13 @@ __all__ = ["HISTORICAL_PAYLOAD_TYPES", "Client", "ClientState", "EventHandle"]
 log = logging.getLogger("ctrader_sync")
 
 _client_numbers = itertools.count(1)
-_INF = float("inf")
 
 
 def _forward(unit: str, name: str, doc: str) -> Any:
     """A setting kept by one unit, read and written through the client (changes apply at once)."""
     return property(lambda self: getattr(getattr(self, unit), name),
                     lambda self, value: setattr(getattr(self, unit), name, value), doc=doc)
+
 
 
 class Client:
@@ -122,12 +125,12 @@ class Client:
         rate_limit_retry: RateLimitRetry | None = None,
         dangerously_skip_tls_verification: bool = False,
     ) -> None:
-        if connect_timeout <= 0 or response_timeout <= 0:
-            raise ValueError("connect_timeout and response_timeout must be positive")
         self.host = host
-        self.port = int(port)
-        self.connect_timeout = float(connect_timeout)
-        self.response_timeout = float(response_timeout)
+        self.port = port_number(port)
+        self.connect_timeout = positive_seconds("connect_timeout", connect_timeout)
+        self.response_timeout = positive_seconds("response_timeout", response_timeout)
+        heartbeat_interval = optional_seconds("heartbeat_interval", heartbeat_interval)
+        receive_timeout = optional_seconds("receive_timeout", receive_timeout)
         self.server_hostname = server_hostname
         self.max_frame_size = max_frame_size
         self.max_pending = max_pending
@@ -137,16 +140,17 @@ class Client:
         self._encoder = protocol(max_frame_size=max_frame_size)
         self._ssl_context = client_ssl_context(ssl_context, dangerously_skip_tls_verification, host, self.port)
         self._number = number = next(_client_numbers)
+        self._pid = PROCESS.pid
         where = f"{host}:{self.port}"
 
         # The wiring: each unit gets the objects below it and callables for what it reports up.
-        self._dispatcher = Dispatcher(f"ctrader_sync-dispatcher-{number}", max_events)
+        self._dispatcher = Dispatcher(f"ctrader_sync-dispatcher-{number}", max_events, is_event)
         self._bus = EventBus(self, self._dispatcher)
         self._outbox = outbox = Outbox(number, max_pending, numberOfMessagesToSendPerSecond, historical_per_second,
                                        rate_limit_margin, HISTORICAL_PAYLOAD_TYPES, self._encoder.encode)
         self._lock = outbox.lock
         self._writer = Writer(outbox, self._encoder.encode(ProtoHeartbeatEvent()), float(heartbeat_interval or 0.0))
-        self._sessions = SessionManager(outbox.lock, self.request, self.send, self._send_priority,
+        self._sessions = SessionManager(outbox.lock, weak(self.request), weak(self.send), weak(self._send_priority),
                                         self.response_timeout)
         self._inbound = Inbound(outbox, self.rate_limit_retry,
                                 self._sessions.answered, self._sessions.events, self._bus.post)
@@ -156,13 +160,20 @@ class Client:
             host=host, port=self.port, ssl_context=self._ssl_context, server_hostname=server_hostname,
             connect_timeout=self.connect_timeout, receive_timeout=float(receive_timeout or 0.0),
             reconnect=reconnect, codec=lambda: protocol(max_frame_size=max_frame_size))
+        self._writer.crash = self._reader.crash = self._supervisor.crash
+        keep_alive(self._sessions, self._supervisor, outbox, weak(self.send), self._dispatcher.post,
+                   self._bus.post_local)
         self._hooks = FutureHooks(self._reader.assist, outbox.cancelled, self._dispatcher.post)
         # Hot path of send(): the outbox's id counter, sequence and admission, looked up once.
         self._ids, self._id_prefix, self._seq = outbox.ids, outbox.id_prefix, outbox.seq
+        self._encode = self._encoder.encode
         self._enqueue = outbox.enqueue
         self._write_inline = self._writer.write_inline
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
+        self._parts = Parts(self._lock, self._supervisor, self._writer, self._reader, self._bus, self._dispatcher,
+                            self._threads, self._pid, self._closed)
+        self._finalizer = weakref.finalize(self, shutdown, self._parts)  # closes a forgotten client
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -210,6 +221,7 @@ class Client:
         """Start connecting in the background; returns at once. Use :meth:`wait_connected` to wait."""
         if not self._supervisor.start():
             return
+        self._dispatcher.start()
         for role, target in (("supervisor", self._supervisor.run), ("writer", self._writer.run),
                              ("reader", self._reader.run)):
             thread = threading.Thread(target=target, name=f"ctrader_sync-{role}-{self._number}", daemon=True)
@@ -237,7 +249,7 @@ class Client:
         ``reactor.stop()``) or the reconnect policy gave up: the old ``reactor.run()`` of a
         callback-driven program.  True once ended (threads finished), False after ``timeout`` s.
         Not from a callback: it would hold up every later callback."""
-        return _wait_ended(self._closed, lambda: self._supervisor.state is ClientState.GAVE_UP, self.threads,
+        return wait_ended(self._closed, lambda: self._supervisor.state is ClientState.GAVE_UP, self.threads,
                            timeout)
 
     @property
@@ -276,35 +288,11 @@ class Client:
         return [*self._threads, self._dispatcher.thread]
 
     def close(self) -> None:
-        """Stop the client: fail what is queued or in flight with ``ClientClosedError``, close the
-        connection, and end every thread.  Returns within about a second from any state; idempotent;
-        callable from any thread, including a callback."""
-        with self._lock:
-            already, requests, link = self._supervisor.close()
-            self._writer.stop()
-        self._reader.stop()
-        self._bus.closed = True
-        self._closed.set()
-        if not already:
-            self._supervisor.interrupt()
-            for request in requests:
-                request._fail(ClientClosedError("the client was closed before the answer arrived"))
-            if link is not None:
-                link.lose(ClientClosedError("the client was closed"))
-        deadline = time.monotonic() + 0.9
-        me = threading.current_thread()
-        for thread in self._threads:
-            # A thread not started yet (close() from a callback during start()) exits on its own.
-            if thread is not me and thread.ident is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
-        self._dispatcher.stop(max(0.05, deadline - time.monotonic()))
-        if not already:
-            alive = [t.name for t in self.threads() if t.is_alive() and t is not me]
-            if alive:
-                log.warning("ctrader_sync: threads still running after close(): %s", alive)
-            else:
-                self._supervisor.close_sockets()
-                self._reader.close_sockets()
+        """Stop the client: fail what is queued with ``ClientClosedError`` and what is in flight
+        (written, unanswered) with ``ClosedInFlightError``, close the connection, end every thread.
+        Returns within about a second; idempotent; callable from any thread, including a callback.
+        A forgotten client is closed this way when collected; in a forked child it does nothing."""
+        shutdown(self._parts)
 
     stopService = close
     """Old-SDK name of :meth:`close`."""
@@ -337,7 +325,7 @@ class Client:
             timeout: seconds to wait for the answer after the request is written
                 (default: ``response_timeout``). ``responseTimeoutInSeconds`` is the old SDK's name.
 
-        Raises (at once, nothing is queued):
+        Raises:
             InvalidRequestError: not a request message, required fields missing, or ``clientMsgId``
                 already pending (also a ``ValueError``).
             QueueFullError: ``max_pending`` requests are already queued or in flight.
@@ -347,44 +335,29 @@ class Client:
         The future fails with ``ServerError`` (or ``RateLimitError``, ``OrderError``,
         ``AuthenticationError``) for an error answer, ``RequestTimeoutError`` when no answer comes in
         time, ``ConnectionLostError`` when the connection drops after the request was written.
+        The errors under *Raises* come at once, and nothing is queued then.
         """
+        if self._pid != PROCESS.pid:
+            raise foreign_process(self._pid)
         kind = REQUEST_KINDS.get(type(message))
-        if kind is None:
-            if isinstance(message, (int, str)):
-                built: Message = Protobuf.get(message, **fields)
-                message = built
-                kind = REQUEST_KINDS.get(type(built))
-            if kind is None:
-                raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
-                                          "or a ProtoHeartbeatEvent")
-        elif fields:
-            # The old SDK ignored keywords given with a message object (ConsoleSample passes
-            # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
-            # ignored here too; a real value would be silently dropped, so it is refused.
-            given = sorted(k for k, v in fields.items() if v is not None)
-            if given:
-                raise TypeError(
-                    f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
-                    "only applied with a payload type number or name; set them on the message object "
-                    "(the old SDK silently ignored them here)")
-        pt, expect = kind
-        if timeout is None:
-            timeout = responseTimeoutInSeconds
-        if timeout is None:
+        if kind is None or fields or timeout is not None or responseTimeoutInSeconds is not None:
+            message, kind, wait = send_arguments(message, kind, timeout, responseTimeoutInSeconds, fields,
+                                                 self.response_timeout)
+        else:  # the common case: a request message, default timeout (kept short: once per request)
             wait = self.response_timeout
-        elif 0 < timeout < _INF:
-            wait = float(timeout)
-        else:
-            raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        pt, expect = kind
         # A generated id that a user id already took is replaced in _enqueue (under the lock).
-        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else str(clientMsgId)
-        request = future = RequestFuture(cid, pt, self._lock, self._hooks,
-                                         self._encoder.encode(message, cid),  # type: ignore[arg-type]
-                                         expect, pt in HISTORICAL_PAYLOAD_TYPES, wait, next(self._seq), message)
-        inline = self._enqueue(request, generated=clientMsgId is None)
-        if inline is not None:
-            self._write_inline(inline, [request])
-        return future
+        cid = self._id_prefix + str(next(self._ids)) if clientMsgId is None else client_msg_id(clientMsgId)
+        request = RequestFuture(cid, pt, self._lock, self._hooks, self._encode(message, cid),  # type: ignore[arg-type]
+                                expect, pt in HISTORICAL_PAYLOAD_TYPES, wait, next(self._seq), message)
+        try:
+            inline = self._enqueue(request, clientMsgId is None)
+            if inline is not None:
+                self._write_inline(inline, [request])
+        except BaseException:  # an error, or Ctrl-C at any line: nothing may stay claimed
+            self._writer.abandon_send(request)
+            raise
+        return request
 
     def request(self, message: Message | int | str, timeout: float | None = None, **fields: Any) -> Any:
         """Send and wait: ``send(message, ...).result()``, with ``timeout`` for both queueing and answer.
@@ -405,13 +378,18 @@ class Client:
     # -- session ------------------------------------------------------------------------------
 
     def login(self, clientId: str, clientSecret: str, accessToken: str, accounts: list[int] | None = None,
-              timeout: float = 30.0) -> list[ProtoOACtidTraderAccount]:
-        """Authorize the application and trading accounts; keep the session for recovery.
+              timeout: float = 30.0, *, refresh_token: str | None = None, expires_in: float | None = None,
+              on_token_refreshed: Callable[[ProtoOARefreshTokenRes], Any] | None = None,
+              ) -> list[ProtoOACtidTraderAccount]:
+        """Authorize the application and trading accounts; keep the session authorized.
 
         Runs application auth, the account list by access token, and account auth for ``accounts``
-        (default: every account the token grants).  After a reconnect the client redoes all of it, and
-        restores the spot, live-trendbar and depth subscriptions made since, before any queued request
-        is written.
+        (default: every account the token grants).  Every new connection redoes it, with the
+        subscriptions made since, before any queued request is written; on a live connection an
+        account the server logs out is authorized again (see README, "Reconnect and session
+        recovery").  With ``refresh_token`` and ``expires_in`` (seconds) the token is refreshed
+        ahead of expiry and ``on_token_refreshed(ProtoOARefreshTokenRes)`` gets every new pair (on
+        the dispatcher); a refused refresh is a :class:`~ctrader_sync.TokenRefreshFailed` event.
 
         Returns:
             the authorized accounts (``ProtoOACtidTraderAccount``: id, ``isLive``, login, broker).
@@ -421,13 +399,18 @@ class Client:
             InvalidRequestError: an account in ``accounts`` is not granted by the token.
             RequestTimeoutError, ConnectionLostError, ClientClosedError: as for any request.
         """
-        return self._sessions.login(clientId, clientSecret, accessToken, accounts, timeout)
+        return self._sessions.login(clientId, clientSecret, accessToken, accounts, timeout, refresh_token,
+                                    expires_in, on_token_refreshed)
 
     def refresh_access_token(self, refreshToken: str, timeout: float = 30.0) -> ProtoOARefreshTokenRes:
         """Exchange a refresh token for a new access token (``ProtoOARefreshTokenReq``).
 
-        The new access token replaces the old one for session recovery.  Returns the response
-        (``accessToken``, ``refreshToken``, ``expiresIn``, ``tokenType``).
+        The new tokens replace the old ones in the session; the accounts the server logs out for the
+        old token are authorized with the new one at once.  Returns the response (``accessToken``,
+        ``refreshToken``, ``expiresIn``, ``tokenType``).
+
+        Raises:
+            TokenRefreshError: the server refused the refresh token (an ``AuthenticationError``).
         """
         return self._sessions.refresh_access_token(refreshToken, timeout)
 
@@ -475,21 +458,3 @@ class Client:
         request.priority = True
         self._enqueue(request)
         return future
-
-
-def _wait_ended(closed: threading.Event, gave_up: Callable[[], bool],
-                threads: Callable[[], list[threading.Thread]], timeout: float | None) -> bool:
-    """:meth:`Client.wait_closed`: poll ``gave_up`` while waiting on ``closed``; after a close, join
-    the threads (close() from a callback cannot join the thread it runs on)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not gave_up():
-        remaining = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
-        if closed.wait(max(0.0, remaining)):
-            end = time.monotonic() + 1.0
-            for thread in threads():
-                if thread is not threading.current_thread() and thread.ident is not None:
-                    thread.join(max(0.0, end - time.monotonic()))
-            return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-    return True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,11 +23,25 @@ from google.protobuf.message import Message
 
 from ._codec import envelope_of
 from ._dispatch import Dispatcher
-from .protobuf import Protobuf
+from ._keepalive import TokenRefreshFailed
+from .protobuf import REGISTRY, Protobuf
 
-__all__ = ["EventBus", "EventHandle", "EventStream"]
+__all__ = ["EVENT_TYPES", "EventBus", "EventHandle", "EventStream", "is_event"]
 
 log = logging.getLogger("ctrader_sync")
+
+EVENT_TYPES = frozenset(pt for pt, cls in REGISTRY.items()
+                        if cls.__name__.endswith("Event") and cls.__name__ != "ProtoHeartbeatEvent")
+"""Payload types of pushed events (not answers, not heartbeats): the only frames ever dropped."""
+
+
+def is_event(frame: tuple[int, Any, Any]) -> bool:
+    """True for a received frame that is a pushed event (may be dropped when callbacks lag)."""
+    return frame[0] in EVENT_TYPES
+
+
+LOCAL_EVENTS: tuple[type, ...] = (TokenRefreshFailed,)
+"""The client's own events (not server messages) that ``Client.on``/``events`` accept."""
 
 
 class _WantsEnvelope:
@@ -43,7 +58,7 @@ class EventHandle:
 
     __slots__ = ("_bus", "_callback", "_key")
 
-    def __init__(self, bus: EventBus, key: int | None, callback: Callable[..., Any]) -> None:
+    def __init__(self, bus: EventBus, key: Any, callback: Callable[..., Any]) -> None:
         self._bus = bus
         self._key = key
         self._callback = callback
@@ -60,14 +75,15 @@ class EventBus:
     """
 
     def __init__(self, client: object, dispatcher: Dispatcher) -> None:
-        self._client = client
+        # Weak: the callbacks' threads must not keep a forgotten client alive (see _lifecycle).
+        self._client = weakref.ref(client)
         self._dispatcher = dispatcher
         # Serializes registrations (the handler table is replaced, never changed in place); a leaf.
         self._lock = threading.Lock()
         self.on_connected: Callable[[Any], Any] | None = None
         self.on_disconnected: Callable[[Any, BaseException], Any] | None = None
         self._on_message: Callable[[Any, Any], Any] | None = None
-        self._handlers: dict[int | None, list[Callable[..., Any]]] = {}
+        self._handlers: dict[Any, list[Callable[..., Any]]] = {}
         self.wanted = False
         """True while any message callback is registered (else received frames are not posted)."""
         self._envelopes = False  # some callback wants ProtoMessage envelopes (see _deliver)
@@ -82,15 +98,19 @@ class EventBus:
             self._envelopes = callback is not None or self._wants_envelopes(self._handlers)
 
     @staticmethod
-    def _wants_envelopes(handlers: dict[int | None, list[Callable[..., Any]]]) -> bool:
+    def _wants_envelopes(handlers: dict[Any, list[Callable[..., Any]]]) -> bool:
         return any(isinstance(c, _WantsEnvelope) for callbacks in handlers.values() for c in callbacks)
 
-    def on(self, message_type: type[Message] | int | str | None, callback: Callable[[Any], Any],
+    def on(self, message_type: type[Message] | type[object] | int | str | None, callback: Callable[[Any], Any],
            envelope: bool = False) -> EventHandle:
-        """See :meth:`Client.on`."""
-        key = None if message_type is None else (
-            Protobuf.payload_type(message_type) if isinstance(message_type, type) else
-            Protobuf.get_type(message_type))
+        """See :meth:`Client.on` (also one of :data:`LOCAL_EVENTS`, the client's own events)."""
+        key: Any
+        if message_type is None or message_type in LOCAL_EVENTS:
+            key = message_type
+        elif isinstance(message_type, type):
+            key = Protobuf.payload_type(message_type)  # type: ignore[arg-type]
+        else:
+            key = Protobuf.get_type(message_type)
         stored: Callable[..., Any] = _WantsEnvelope(callback) if envelope else callback  # type: ignore[assignment]
         with self._lock:
             self._handlers = {**self._handlers, key: [*self._handlers.get(key, []), stored]}
@@ -98,7 +118,7 @@ class EventBus:
             self._envelopes = self._envelopes or envelope
         return EventHandle(self, key, stored)
 
-    def remove(self, key: int | None, callback: Callable[..., Any]) -> None:
+    def remove(self, key: Any, callback: Callable[..., Any]) -> None:
         """Unregister ``callback`` for ``key`` (see :class:`EventHandle`)."""
         with self._lock:
             callbacks = [c for c in self._handlers.get(key, []) if c is not callback]
@@ -117,15 +137,28 @@ class EventBus:
         if self.wanted:
             self._dispatcher.post_events(self._deliver, frames)
 
+    def post_local(self, event: object) -> None:
+        """Run the callbacks registered for ``type(event)``, one of the client's own events
+        (:data:`LOCAL_EVENTS`), on the dispatcher thread."""
+        self._dispatcher.post(self._deliver_local, event)
+
+    def _deliver_local(self, event: object) -> None:
+        for callback in self._handlers.get(type(event), []):
+            target = callback.callback if isinstance(callback, _WantsEnvelope) else callback
+            try:
+                target(event)
+            except BaseException:
+                log.exception("ctrader_sync: a callback for %s raised", type(event).__name__)
+
     def connected(self) -> None:
         """A connection is up: run the connected callback (if any) on the dispatcher thread."""
         if self.on_connected is not None:
-            self._dispatcher.post(self.on_connected, self._client)
+            self._dispatcher.post(self.on_connected, self._client())
 
     def disconnected(self, reason: BaseException) -> None:
         """A connection was lost: run the disconnected callback (if any) on the dispatcher thread."""
         if self.on_disconnected is not None:
-            self._dispatcher.post(self.on_disconnected, self._client, reason)
+            self._dispatcher.post(self.on_disconnected, self._client(), reason)
 
     def _deliver(self, frames: list[Any]) -> None:
         """Run the callbacks for received messages, in order (on the dispatcher thread)."""
@@ -142,7 +175,7 @@ class EventBus:
             for callback in callbacks:
                 try:
                     callback(message)
-                except Exception:
+                except BaseException:  # SystemExit too: the callbacks of later messages still run
                     log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
                                   type(message).__name__, getattr(callback, "__qualname__", callback))
 
@@ -153,7 +186,7 @@ class EventBus:
         on_message = self._on_message
         handlers = self._handlers
         everything = handlers.get(None, ())
-        client = self._client
+        client = self._client()
         for frame in frames:
             message = frame[2]
             envelope = None
@@ -161,7 +194,7 @@ class EventBus:
                 envelope = envelope_of(frame)
                 try:
                     on_message(client, envelope)
-                except Exception:
+                except BaseException:  # SystemExit too: the callbacks of later messages still run
                     log.exception("ctrader_sync: the message callback raised; I/O continues")
             for callback in (*handlers.get(frame[0], ()), *everything):
                 if type(callback) is _WantsEnvelope:
@@ -172,7 +205,7 @@ class EventBus:
                     target, arg = callback, message
                 try:
                     target(arg)
-                except Exception:
+                except BaseException:  # SystemExit too: the callbacks of later messages still run
                     log.exception("ctrader_sync: a callback for %s raised (%s); I/O continues",
                                   type(message).__name__, getattr(target, "__qualname__", target))
 
@@ -200,8 +233,14 @@ class EventStream:
         self._cond = threading.Condition()  # guards _items, _closed and dropped; a leaf
         self._closed = False
         self._bus = bus
-        self._handles: list[EventHandle] = [bus.on(t, self._put, envelope) for t in types] if types else [
-            bus.on(None, self._put, envelope)]
+        self._handles: list[EventHandle] = []
+        try:
+            for t in types or (None,):
+                self._handles.append(bus.on(t, self._put, envelope))
+        except BaseException:
+            for handle in self._handles:  # an unknown type registers nothing
+                handle.remove()
+            raise
 
     def _put(self, message: Message) -> None:
         with self._cond:

@@ -20,10 +20,10 @@ from typing import Any
 
 from ._link import Link
 from ._outbox import Outbox
-from ._pending import EXPECT_EXECUTION, Request
+from ._pending import ANSWER_TYPES, EXPECT_EXECUTION, Request
 from ._reconnect import RateLimitRetry
 from ._session import SESSION_EVENTS, SESSION_TYPES
-from .errors import ConnectionLostError, RateLimitError, server_error_from_message
+from .errors import ConnectionLostError, ProtocolError, RateLimitError, server_error_from_message
 from .messages.OpenApiCommonMessages_pb2 import ProtoErrorRes
 from .messages.OpenApiMessages_pb2 import (
     ProtoOAClientDisconnectEvent,
@@ -31,7 +31,7 @@ from .messages.OpenApiMessages_pb2 import (
     ProtoOAExecutionEvent,
     ProtoOAOrderErrorEvent,
 )
-from .protobuf import TYPE_OF
+from .protobuf import REGISTRY, TYPE_OF
 
 __all__ = ["Inbound"]
 
@@ -47,7 +47,7 @@ class Inbound:
     """Matching, error mapping, retries and routing of received frames for one client."""
 
     def __init__(self, outbox: Outbox, retry: RateLimitRetry,
-                 session_answered: Callable[[int, Any], None],
+                 session_answered: Callable[[int, Any, Any], None],
                  session_events: Callable[[list[Any]], None],
                  post_events: Callable[[list[Any]], None]) -> None:
         self._outbox = outbox
@@ -67,6 +67,7 @@ class Inbound:
         (which may be re-sent) and session-changing answers take the lock.
         """
         pending = self._pending
+        answers = ANSWER_TYPES
         specials = []
         for frame in frames:
             pt, cid, message = frame
@@ -80,7 +81,10 @@ class Inbound:
                     elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
                         pass  # not the answer this request waits for; it still reaches the callbacks
                     elif pending.pop(cid, None) is request:
-                        request._finish(message, None)
+                        if answers.get(request.payloadType, pt) == pt:
+                            request._finish_claimed(message)
+                        else:
+                            request._finish(None, _wrong_answer(request, pt))
             if pt in _SPECIAL_TYPES:
                 specials.append(frame)
         if specials:
@@ -109,5 +113,16 @@ class Inbound:
             request._fail(error)
         else:  # a session-changing request (subscribe, account auth...): all have a ...Res
             del pending[request.cid]
-            self._session_answered(request.payloadType, request.message)
+            if ANSWER_TYPES.get(request.payloadType, pt) != pt:
+                request._fail(_wrong_answer(request, pt))
+                return
+            self._session_answered(request.payloadType, request.message, message)
             request._resolve(message)
+
+
+def _wrong_answer(request: Request, pt: int) -> ProtocolError:
+    """The error for an answer of the wrong payload type carrying the request's ``clientMsgId``."""
+    got, sent = REGISTRY.get(pt), REGISTRY.get(request.payloadType)
+    return ProtocolError(f"the server answered {sent.__name__ if sent else request.payloadType} {request.cid} "
+                         f"with a {got.__name__ if got else pt} (payload type {pt}), not a "
+                         f"{REGISTRY[ANSWER_TYPES[request.payloadType]].__name__}")

@@ -36,6 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from heapq import heappop, heappush
 from typing import Any
 
 from ._link import Link
@@ -45,8 +46,12 @@ from .errors import ClientClosedError, ConnectError, InvalidRequestError, QueueF
 
 __all__ = ["Outbox"]
 
+_INF = float("inf")
+
 _MAX_BATCH_BYTES = 256 * 1024
 _MAX_BATCH_FRAMES = 256
+_COMPACT_MIN = 4096
+"""The deadline heap is never compacted below this size (compaction is O(n): amortized)."""
 
 
 class Outbox:
@@ -71,10 +76,13 @@ class Outbox:
         self.pqueue: deque[Request] = deque()
         self.retry: list[tuple[float, int, Request]] = []
         self.pending: dict[str, Request] = {}
-        # Response deadlines: one FIFO per timeout value (deadline = write time + timeout, so each is
-        # in order); entries hold only (deadline, cid), never the request, so answered requests are
-        # freed at once.
-        self.timers: dict[float, deque[tuple[float, str]]] = {}
+        # Response deadlines: one heap of (deadline, cid) for every written request, whatever its
+        # timeout.  Entries hold only the id, never the request, so an answered request is freed at
+        # once; its entry is dropped lazily (when its deadline comes, or when the heap is compacted
+        # because stale entries outnumber the requests in flight), so the heap's size follows the
+        # requests in flight, not the number of distinct timeouts.
+        self.timers: list[tuple[float, str]] = []
+        self._compact_at = _COMPACT_MIN
         if per_second:
             self.limiter: SlidingWindowLimiter | None = SlidingWindowLimiter(per_second, 1.0, margin)
             self.hlimiter: SlidingWindowLimiter | None = (
@@ -86,8 +94,11 @@ class Outbox:
         self.refusal: Callable[[], BaseException] | None = None
         """Set once the client is closed or gave up: builds the error ``send()`` raises."""
         self.writer_waiting = False
-        self.writing = False
-        """A thread is writing to the socket (the writer, an inline send or a caller's flush)."""
+        self.writing: bool | int = False
+        """Who is writing to the socket: ``True`` for the writer thread, the thread id of a caller
+        writing inline (``send()``) or flushing before it waits, ``False`` for nobody."""
+        self.writing_link: Link | None = None
+        """The link a caller is writing to (see :meth:`release_write`)."""
         self.last_write = time.monotonic()
 
     # -- admission ----------------------------------------------------------------------------
@@ -101,7 +112,8 @@ class Outbox:
 
     def enqueue(self, request: Request, generated: bool = True) -> Link | None:
         """Register and queue a request; return the link if the caller must write it inline."""
-        with self.lock:
+        lock = self.lock
+        with lock:  # not acquire()/try: an interrupt right after acquire() would leave it held
             if self.refusal is not None:
                 raise self.refusal()
             pending = self.pending
@@ -124,6 +136,10 @@ class Outbox:
                 limiter, hlimiter = self.limiter, self.hlimiter
                 if ((limiter is None or limiter.wait_time(now) == 0.0)
                         and (not request.historical or hlimiter is None or hlimiter.wait_time(now) == 0.0)):
+                    # Claimed first: if an interrupt (Ctrl-C) lands anywhere from here to the end
+                    # of the write, the caller's handler finds the claim (see release_write).
+                    self.writing = threading.get_ident()
+                    self.writing_link = link
                     pending[request.cid] = request
                     request._claim()
                     self.mark_written(request, now)
@@ -131,7 +147,6 @@ class Outbox:
                         limiter.record(now)
                         if request.historical and hlimiter is not None:
                             hlimiter.record(now)
-                    self.writing = True
                     self.last_write = now
                     return link
             pending[request.cid] = request
@@ -155,17 +170,24 @@ class Outbox:
             if limiter is not None:
                 limiter.reset()
 
+    def wake_supervisor(self) -> None:
+        """Wake the supervisor (a session timer was set: it recomputes its wait)."""
+        with self.scond:
+            self.scond.notify_all()
+
     def wake_writer(self) -> None:
         """Wake the writer thread (TLS has bytes of its own to send, e.g. a key update)."""
         with self.wcond:
             self.wcond.notify()
 
-    def cancelled(self, future: RequestFuture) -> None:
-        """A future was cancelled: if it was never written, its id is free again."""
-        with self.lock:
-            request = self.pending.get(future.clientMsgId)
-            if request is future and not future.written:
-                self.pending.pop(future.clientMsgId, None)
+    def cancelled(self, future: RequestFuture) -> bool:
+        """``cancel()`` claims ``future`` (under the lock): its id is free again.  False if a written
+        request was claimed already (by its answer, a timeout or the connection's loss)."""
+        pending = self.pending
+        if pending.get(future.cid) is future:
+            # Only the reader removes entries without the lock, and it only pops.
+            return pending.pop(future.cid, None) is future
+        return not future.written
 
     def retry_later(self, request: Request, delay: float) -> None:
         """Queue a refused (unclaimed) request again, not before ``delay`` seconds (under the lock)."""
@@ -254,7 +276,7 @@ class Outbox:
         batch: list[Request] = []
         queue, pending, timers = self.queue, self.pending, self.timers
         size = 0
-        fifo_timeout, fifo = None, None
+        earliest = timers[0][0] if timers else _INF
         while queue and size < _MAX_BATCH_BYTES and len(batch) < _MAX_BATCH_FRAMES:
             request = queue.popleft()
             if request._state != "PENDING":  # cancelled (or failed) before being written
@@ -267,16 +289,13 @@ class Outbox:
                 del pending[request.cid]
             else:
                 request.deadline = deadline = now + request.timeout
-                if request.timeout != fifo_timeout:
-                    fifo_timeout = request.timeout
-                    fifo = timers.get(fifo_timeout)
-                    if fifo is None:
-                        fifo = timers[fifo_timeout] = deque()
-                        self.scond.notify_all()
-                assert fifo is not None
-                fifo.append((deadline, request.cid))
+                heappush(timers, (deadline, request.cid))
             batch.append(request)
             size += len(request.frame)
+        if timers and timers[0][0] < earliest:
+            self.scond.notify_all()  # an earlier deadline: the supervisor recomputes its wait
+        if len(timers) > self._compact_at:
+            self._compact()
         return batch
 
     def mark_written(self, request: Request, now: float) -> None:
@@ -285,11 +304,24 @@ class Outbox:
             del self.pending[request.cid]
             return
         request.deadline = deadline = now + request.timeout
-        fifo = self.timers.get(request.timeout)
-        if fifo is None:
-            fifo = self.timers[request.timeout] = deque()
-            self.scond.notify_all()  # a new timeout value: the supervisor recomputes its wait
-        fifo.append((deadline, request.cid))
+        timers = self.timers
+        heappush(timers, (deadline, request.cid))
+        if timers[0][1] is request.cid:
+            self.scond.notify_all()  # the earliest deadline now: the supervisor recomputes its wait
+        if len(timers) > self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the deadline entries of requests no longer in flight (under the lock)."""
+        pending = self.pending
+        live = []
+        for entry in self.timers:
+            request = pending.get(entry[1])
+            if request is not None and request._written and request.deadline == entry[0]:
+                live.append(entry)
+        heapq.heapify(live)
+        self.timers = live
+        self._compact_at = max(_COMPACT_MIN, 2 * len(live))
 
     def stamp_written(self, batch: list[Request]) -> None:
         """Count the batch's writes at the time they left, not when they were claimed (under the
@@ -308,6 +340,7 @@ class Outbox:
     def done_writing(self, batch: list[Request], complete: bool = True) -> None:
         """A write ended (under the lock): stamp it, and wake the writer if work is left for it."""
         self.writing = False
+        self.writing_link = None
         self.stamp_written(batch)
         if (not complete or self.queue or self.pqueue or self.hqueue) and self.writer_waiting:
             self.writer_waiting = False
@@ -317,20 +350,29 @@ class Outbox:
 
     def expire(self, now: float) -> tuple[list[Request], float]:
         """Pop the written requests whose deadline passed; return them and the wait until the next
-        deadline (at most 1 s)."""
+        deadline (at most 1 s).  Entries of requests already ended are dropped from the head of each
+        FIFO as well, so they do not wait there for their deadline."""
         expired: list[Request] = []
-        wait = 1.0
-        pending = self.pending
-        for fifo in self.timers.values():
-            while fifo and fifo[0][0] <= now:
-                deadline, cid = fifo.popleft()
-                request = pending.get(cid)
-                if (request is not None and request.written and request.deadline == deadline
-                        and pending.pop(cid, None) is request):  # the reader may have won
-                    expired.append(request)
-            if fifo:
-                wait = min(wait, fifo[0][0] - now)
-        return expired, wait
+        pending, timers = self.pending, self.timers
+        while timers and timers[0][0] <= now:
+            deadline, cid = heappop(timers)
+            request = pending.get(cid)
+            if (request is not None and request.written and request.deadline == deadline
+                    and pending.pop(cid, None) is request):  # the reader may have won
+                expired.append(request)
+        return expired, min(1.0, timers[0][0] - now) if timers else 1.0
+
+    def release_write(self, ident: int) -> Link | None:
+        """Thread ``ident`` was interrupted (Ctrl-C) while it held the write (an inline send or a
+        caller's flush): release it, and return the link it was writing to, which must be dropped
+        (part of a TLS record may have left); ``None`` if that thread held nothing."""
+        with self.lock:
+            if self.writing is True or self.writing is False or self.writing != ident:
+                return None
+            link, self.writing, self.writing_link = self.writing_link, False, None
+            self.writer_waiting = False
+            self.wcond.notify()
+            return link
 
     def take_written(self) -> list[Request]:
         """Pop every written request (its connection is lost); queued ones stay."""
@@ -338,6 +380,7 @@ class Outbox:
         written = [r for r in list(pending.values())
                    if r.written and pending.pop(r.cid, None) is r]  # the reader may pop concurrently
         self.timers.clear()  # every written request just failed
+        self._compact_at = _COMPACT_MIN
         return written
 
     def _refuse(self, refusal: Callable[[], BaseException] | None) -> list[Request]:

@@ -4,7 +4,10 @@ Cancel semantics (as the old SDK documents them, made exact):
 
 * not yet written: ``cancel()`` returns True, the request is never written, ``CancelledError``;
 * written but not answered: ``cancel()`` returns True, the late answer is discarded, ``CancelledError``;
-* answered: ``cancel()`` returns False and changes nothing.
+* answered: ``cancel()`` returns False and changes nothing.  "Answered" starts when the client
+  claims the answer (or the timeout, or the connection's loss) for the request, an instant before
+  the future shows it: a ``cancel()`` in that instant also returns False, and ``result()`` then
+  returns the answer.
 
 ``concurrent.futures.Future`` refuses to cancel a RUNNING future, so :class:`RequestFuture` changes
 exactly that: RUNNING here means "written", and cancelling it only drops the answer.
@@ -20,6 +23,7 @@ kept, so those functions work unchanged.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -34,11 +38,14 @@ from concurrent.futures._base import (  # the states are part of Future's docume
 from dataclasses import dataclass
 from typing import Any
 
-from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
-from .protobuf import REGISTRY, TYPE_OF
+from google.protobuf.message import Message
 
-__all__ = ["EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks", "Request",
-           "RequestFuture"]
+from .errors import InvalidRequestError
+from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
+from .protobuf import REGISTRY, TYPE_OF, Protobuf
+
+__all__ = ["ANSWER_TYPES", "EXPECT_EXECUTION", "EXPECT_NOTHING", "EXPECT_RESPONSE", "REQUEST_KINDS", "FutureHooks",
+           "Request", "RequestFuture", "send_arguments"]
 
 log = logging.getLogger("ctrader_sync")
 
@@ -74,8 +81,10 @@ class FutureHooks:
     assist: Callable[[RequestFuture, float | None], None]
     """Called by a thread about to wait in ``result()`` (with its deadline): it may read the
     connection itself until the answer is in (see ``_reader.Reader.assist``)."""
-    cancelled: Callable[[RequestFuture], None]
-    """Called (under the client's lock) once ``cancel()`` succeeded: frees an unwritten request's id."""
+    cancelled: Callable[[RequestFuture], bool]
+    """Called (under the client's lock) by ``cancel()`` before anything changes: claims the request
+    from the pending table (which frees its id); False if another remover claimed it first (its
+    answer, a timeout or the connection's loss is ending it), and then ``cancel()`` fails."""
     post: Callable[[Callable[[], Any]], None]
     """Runs a callable on the client's dispatcher thread (done-callbacks never run on I/O threads)."""
 
@@ -211,6 +220,8 @@ class RequestFuture(Future):  # type: ignore[type-arg]
         if hooks is not None and state in (PENDING, RUNNING):
             deadline = None if timeout is None else time.monotonic() + timeout
             hooks.assist(self, deadline)
+            if self._state == FINISHED and self._exception is None:
+                return self._result  # the caller read its own answer (the common case): no lock
             if deadline is not None:
                 timeout = max(0.0, deadline - time.monotonic())
         with self._lock:
@@ -233,18 +244,26 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             return self._exception
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
-        """Call ``fn(future)`` when done: on the client's dispatcher thread, or at once if already done."""
+        """Call ``fn(future)`` when done, on the client's dispatcher thread (after the callbacks
+        queued there before it) -- also when the future is done already."""
         with self._lock:
             if self._state not in (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED):
                 if self._done_callbacks is None:
                     self._done_callbacks = [fn]
                 else:
                     self._done_callbacks.append(fn)
-                return
-        try:
-            fn(self)
-        except Exception:
-            log.exception("ctrader_sync: a future's done-callback raised")
+                done = False
+            else:
+                done = True
+        if not done:
+            if self._state == FINISHED:  # answered without the lock meanwhile (see _finish_claimed)
+                self._invoke_callbacks()
+            return
+        hooks = self._hooks
+        if hooks is not None:
+            hooks.post(lambda: _run_callbacks(self, [fn]))
+        else:
+            _run_callbacks(self, [fn])
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -256,14 +275,14 @@ class RequestFuture(Future):  # type: ignore[type-arg]
                 return False
             if state in _CANCELLED:
                 return True
+            if self._hooks is not None and not self._hooks.cancelled(self):
+                return False  # being answered (or failed) right now: see _finish_claimed
             self.cancelled_before_write = state == PENDING
             self._state = CANCELLED_AND_NOTIFIED
             for waiter in self._wl or ():
                 waiter.add_cancelled(self)
             if self._cond is not None:
                 self._cond.notify_all()
-            if self._hooks is not None:
-                self._hooks.cancelled(self)
         self._invoke_callbacks()
         return True
 
@@ -334,6 +353,29 @@ class RequestFuture(Future):  # type: ignore[type-arg]
             self._invoke_callbacks()
         return True
 
+    def _finish_claimed(self, result: Any) -> None:
+        """Resolve a request its caller claimed from the pending table (the reader, for a plain
+        answer), without the lock in the common case.
+
+        The claim excludes every other finisher, and ``cancel()`` too (it claims first, under the
+        lock).  Whoever waits makes itself known before it reads the state (``result()`` creates
+        ``_cond``, ``concurrent.futures.wait`` does too, ``add_done_callback`` checks the state
+        again after registering), and this method reads those after writing the state: so either
+        the waiter sees FINISHED, or this sees the waiter and notifies it under the lock.
+        """
+        self._result = result
+        self._state = FINISHED
+        if self._cond is None and not self._wl and self._done_callbacks is None:
+            return
+        with self._lock:
+            for waiter in self._wl or ():
+                waiter.add_result(self)
+            if self._cond is not None:
+                self._cond.notify_all()
+            callbacks = self._done_callbacks
+        if callbacks:
+            self._invoke_callbacks()
+
     def _invoke_callbacks(self) -> None:
         # Done-callbacks run on the client's dispatcher thread, never on the reader.
         with self._lock:
@@ -350,7 +392,7 @@ def _run_callbacks(future: RequestFuture, callbacks: list[Callable[[Future[Any]]
     for callback in callbacks:
         try:
             callback(future)
-        except Exception:
+        except BaseException:  # SystemExit too: the callbacks after it still run
             log.exception("ctrader_sync: a future's done-callback raised")
 
 
@@ -379,3 +421,51 @@ TRADING_REQUESTS = frozenset({"ProtoOANewOrderReq", "ProtoOACancelOrderReq", "Pr
 """Requests answered by the first ``ProtoOAExecutionEvent`` carrying their ``clientMsgId``."""
 REQUEST_KINDS = request_kinds(REGISTRY, TYPE_OF[ProtoHeartbeatEvent], TRADING_REQUESTS)
 """Message class -> (payload type, what answers it), for ``send()``."""
+
+
+def send_arguments(message: Message | int | str, kind: tuple[int, int] | None, timeout: float | None,
+                   old_timeout: float | None, fields: dict[str, Any],
+                   default_timeout: float) -> tuple[Message, tuple[int, int], float]:
+    """``Client.send()``'s less common arguments (a payload type with fields, an explicit timeout),
+    checked: the message, its kind and the response timeout.  The common call never comes here."""
+    if kind is None:
+        if isinstance(message, (int, str)):
+            built: Message = Protobuf.get(message, **fields)
+            message = built
+            kind = REQUEST_KINDS.get(type(built))
+        if kind is None:
+            raise InvalidRequestError(f"{type(message).__name__} is not a request: send a ...Req message "
+                                      "or a ProtoHeartbeatEvent")
+    elif fields:
+        # The old SDK ignored keywords given with a message object (ConsoleSample passes
+        # fromTimestamp=None, toTimestamp=None): None changes nothing either way, so it is
+        # ignored here too; a real value would be silently dropped, so it is refused.
+        given = sorted(k for k, v in fields.items() if v is not None)
+        if given:
+            raise TypeError(
+                f"send({type(message).__name__}(...), {'=..., '.join(given)}=...): field keywords are "
+                "only applied with a payload type number or name; set them on the message object "
+                "(the old SDK silently ignored them here)")
+    if timeout is None:
+        timeout = old_timeout
+    if timeout is None:
+        wait = default_timeout
+    elif 0 < timeout < math.inf:
+        wait = float(timeout)
+    else:
+        raise InvalidRequestError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    assert not isinstance(message, (int, str))
+    return message, kind, wait
+
+
+def answer_types(registry: dict[int, type[Any]]) -> dict[int, int]:
+    """Request payload type -> the payload type of its answer (``...Req`` -> ``...Res``), for the
+    requests whose answer has that name; an answer of another type (other than an error) is a
+    protocol error."""
+    by_name = {cls.__name__: pt for pt, cls in registry.items()}
+    return {pt: by_name[cls.__name__[:-3] + "Res"] for pt, cls in registry.items()
+            if cls.__name__.endswith("Req") and cls.__name__[:-3] + "Res" in by_name}
+
+
+ANSWER_TYPES = answer_types(REGISTRY)
+"""Request payload type -> its answer's payload type."""

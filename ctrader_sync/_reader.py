@@ -6,8 +6,8 @@ Two kinds of thread read a link, one at a time (whoever holds the **read token**
 * a **caller** blocked in ``result()`` (:meth:`Reader.assist`): it reads the socket itself until
   its answer is in.  A round trip then costs one wake-up (the caller's, by the kernel) instead of
   two (the reader thread's, then the caller's).  The reader thread, asked through a wake-up
-  socket, hands over the token and stays parked until the caller is done and 2 ms longer, so the
-  next caller of a request/answer loop finds the token free.
+  socket, hands over the token and stays parked (polling every 2 ms with a plain sleep) until the
+  caller is done and 2 ms longer, so the next caller of a request/answer loop finds the token free.
 
 Decoded frames go up through ``handle(link, frames)`` (inbound routing), handed to the reader when
 it was built; a broken stream ends the link (:meth:`Link.lose`) with the reason: a
@@ -34,6 +34,7 @@ from typing import Any
 from ._link import Link
 from ._pending import RequestFuture
 from ._tls import Interrupted
+from ._validate import PROCESS, foreign_process
 from .errors import ConnectionLostError, ProtocolError, TruncatedStreamError
 
 __all__ = ["Reader"]
@@ -67,12 +68,16 @@ class Reader:
         """The client's own threads: they never read for themselves (set once they started)."""
         self._link: Link | None = None
         self._stopping = False
+        self._pid = PROCESS.pid
+        self.crash: Callable[[str, BaseException], None] | None = None
+        """Told when the reader thread fails unexpectedly (the supervisor's ``crash``)."""
         # Held by whoever reads the link (one reader at a time, so the stream is decoded in
         # order); the core lock may be taken under it, never the reverse.
-        self._read_token = threading.Lock()
+        # (re-entrant only so that an interrupted caller can tell that it holds it: see _abandon)
+        self._read_token = threading.RLock()
         self._park = threading.Condition(threading.Lock())  # guards _link, _stopping; a leaf
         self._lead_lock = threading.Lock()  # guards _leading (one caller leads); a leaf
-        self._leading = False
+        self._leading: bool | int = False  # the thread id of the caller that leads, or False
         self._lead_end = 0.0
         self._yield_r, self._yield_w = socket.socketpair()
         self._yield_r.setblocking(False)
@@ -97,7 +102,15 @@ class Reader:
     # -- the reader thread ----------------------------------------------------------------------
 
     def run(self) -> None:
-        """The reader thread's loop: read each attached link until it is lost (until :meth:`stop`)."""
+        """The reader thread: read each attached link until it is lost (until :meth:`stop`); an
+        unexpected exception ends the client's requests through ``crash`` (set by the client)."""
+        try:
+            self._run()
+        except BaseException as exc:
+            if self.crash is not None:
+                self.crash("reader", exc)
+
+    def _run(self) -> None:
         number = 0
         park = self._park
         while True:
@@ -113,16 +126,23 @@ class Reader:
 
     def _read_link(self, link: Link) -> None:
         tls = link.tls
-        token, park = self._read_token, self._park
+        token = self._read_token
         yield_r = self._yield_r
+        sleep, monotonic = time.sleep, time.monotonic
         while True:
-            if self._leading or time.monotonic() - self._lead_end < _LEAD_GRACE:
-                # A caller reads its own answer: stay out of the way until it is done, and a moment
-                # longer, so that the next caller of a request/answer loop finds the token free.
-                with park:
-                    while not self._stopping and not link.lost and (
-                            self._leading or time.monotonic() - self._lead_end < _LEAD_GRACE):
-                        park.wait(_LEAD_GRACE)
+            # A caller reads its own answer: stay out of the way until it is done, and a moment
+            # longer, so that the next caller of a request/answer loop finds the token free.  A
+            # plain sleep, not a condition: this polls every 2 ms while callers keep reading, and
+            # Condition.wait() costs ~10x more per wake-up (a new lock each time).  stop() and a
+            # lost link are seen within 2 ms.
+            while not self._stopping and not link.lost:
+                if self._leading:
+                    sleep(_LEAD_GRACE)
+                    continue
+                left = self._lead_end + _LEAD_GRACE - monotonic()
+                if left <= 0:
+                    break
+                sleep(left)
             with token:
                 try:
                     ready = tls.wait_readable(1.0, yield_r)
@@ -192,14 +212,39 @@ class Reader:
         simply waits for the reader thread.  Before reading, the caller writes what is queued
         (``flush``), so it does not wait for the writer thread to wake.
         """
+        if self._pid != PROCESS.pid:
+            raise foreign_process(self._pid)  # the parent's socket: never read it here
         link = self._link
         if link is None or link.lost or threading.get_ident() in self.io_idents:
             return
+        try:
+            self._lead(future, link, deadline)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """The caller was interrupted (Ctrl-C) at any point of :meth:`assist`: give back what it may
+        hold, so the reader thread and the next caller go on (the token, the lead)."""
+        token = self._read_token
+        while token._is_owned():  # type: ignore[attr-defined]
+            token.release()
+        with self._lead_lock:
+            if self._leading == threading.get_ident():
+                self._leading = False
+                self._lead_end = time.monotonic()
+        with self._park:
+            self._park.notify_all()
+
+    def _lead(self, future: RequestFuture, link: Link, deadline: float | None) -> None:
+        """:meth:`assist`, once the caller may read (see there)."""
         lead = self._lead_lock
+        # ``with``, not acquire()/try: an interrupt (Ctrl-C) right after acquire() returned would
+        # leave the lock held for good (see _abandon).
         with lead:
             if self._leading or self._stopping:
                 return
-            self._leading = True
+            self._leading = threading.get_ident()
         token = self._read_token
         try:
             self._flush(link)

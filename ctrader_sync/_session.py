@@ -21,6 +21,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from ._keepalive import SessionKeeper, as_refresh_error
 from ._pending import RequestFuture
 from .errors import AuthenticationError, InvalidRequestError, ServerError
 from .messages.OpenApiMessages_pb2 import (
@@ -57,8 +58,10 @@ ACCOUNT_DISCONNECT = TYPE_OF[ProtoOAAccountDisconnectEvent]
 SESSION_EVENTS = frozenset({TOKEN_INVALIDATED, ACCOUNT_DISCONNECT})
 """Server events that take accounts out of the session's authorized set."""
 
+REFRESH_TOKEN = TYPE_OF[ProtoOARefreshTokenReq]
+
 SESSION_TYPES = frozenset({SUBSCRIBE_SPOTS, UNSUBSCRIBE_SPOTS, SUBSCRIBE_TRENDBAR, UNSUBSCRIBE_TRENDBAR,
-                           SUBSCRIBE_DEPTH, UNSUBSCRIBE_DEPTH, ACCOUNT_AUTH, ACCOUNT_LOGOUT})
+                           SUBSCRIBE_DEPTH, UNSUBSCRIBE_DEPTH, ACCOUNT_AUTH, ACCOUNT_LOGOUT, REFRESH_TOKEN})
 """Requests whose success changes what must be recovered (the client keeps their message)."""
 
 
@@ -79,6 +82,10 @@ class SessionState:
     """account -> {(symbolId, period)}."""
     depth: dict[int, set[int]] = field(default_factory=dict)
     """account -> symbol ids."""
+    refresh_token: str | None = field(default=None, repr=False)
+    """The refresh token of ``access_token``, when ``login()`` was given one (automatic refresh)."""
+    tokens: dict[int, str] = field(default_factory=dict, repr=False)
+    """account -> the access token it was last authorized with."""
 
     def __repr__(self) -> str:
         return (f"SessionState(client_id={self.client_id!r}, client_secret='***', access_token='***', "
@@ -108,6 +115,7 @@ class SessionState:
         elif payload_type == ACCOUNT_AUTH:
             self.accounts.add(account)
             self.authorized.add(account)
+            self.tokens[account] = request.accessToken
         elif payload_type == ACCOUNT_LOGOUT:
             self.forget(account)
 
@@ -118,6 +126,7 @@ class SessionState:
         self.spots.pop(account, None)
         self.trendbars.pop(account, None)
         self.depth.pop(account, None)
+        self.tokens.pop(account, None)
 
     def event(self, payload_type: int, message: Any) -> list[int]:
         """Apply a server event; return the accounts it made unauthorized."""
@@ -177,6 +186,8 @@ class SessionManager:
         self._response_timeout = response_timeout
         self.state: SessionState | None = None
         """The session to recover; ``None`` before :meth:`login` (or once recovery was refused)."""
+        self.keeper: SessionKeeper | None = None
+        """Keeps the session authorized on a live connection (set by the client)."""
 
     @property
     def authorized_accounts(self) -> list[int]:
@@ -186,15 +197,22 @@ class SessionManager:
 
     # -- reported by inbound routing (answered: under the core lock) ------------------------------
 
-    def answered(self, payload_type: int, request: Any) -> None:
+    def answered(self, payload_type: int, request: Any, response: Any = None) -> None:
         """The server accepted a session-changing request (called under the core lock)."""
         if self.state is not None:
+            if payload_type == REFRESH_TOKEN:
+                if self.keeper is not None:
+                    self.keeper.refreshed(response)
+                else:
+                    self.state.access_token = response.accessToken
+                return
             self.state.answered(payload_type, request)
 
     def events(self, frames: list[Any]) -> None:
         """Apply received session events (token invalidated, account disconnected)."""
         if self.state is None:
             return
+        changes = []
         with self._lock:
             session = self.state
             for pt, _, message in frames:
@@ -202,12 +220,22 @@ class SessionManager:
                     lost = session.event(pt, message)
                     log.warning("ctrader_sync: accounts %s are no longer authorized (%s)", lost,
                                 type(message).__name__)
+                    changes.append((lost, pt == TOKEN_INVALIDATED))
+        if self.keeper is not None:
+            for lost, invalidated in changes:  # authorize them again on this connection
+                self.keeper.lost(lost, invalidated)
 
     # -- user calls ---------------------------------------------------------------------------------
 
     def login(self, clientId: str, clientSecret: str, accessToken: str, accounts: list[int] | None,
-              timeout: float) -> list[ProtoOACtidTraderAccount]:
+              timeout: float, refresh_token: str | None = None, expires_in: float | None = None,
+              on_token_refreshed: Callable[[ProtoOARefreshTokenRes], Any] | None = None,
+              ) -> list[ProtoOACtidTraderAccount]:
         """See :meth:`Client.login`."""
+        if expires_in is not None and not (0 < float(expires_in) < float("inf")):
+            raise ValueError(f"expires_in must be a positive number of seconds, not {expires_in!r}")
+        if expires_in is not None and refresh_token is None:
+            raise ValueError("expires_in needs refresh_token (without one the token cannot be refreshed)")
         try:
             self._request(ProtoOAApplicationAuthReq(clientId=clientId, clientSecret=clientSecret), timeout)
         except AuthenticationError as exc:
@@ -220,7 +248,7 @@ class SessionManager:
         if unknown:
             raise InvalidRequestError(f"accounts {unknown} are not granted by this access token "
                                       f"(granted: {sorted(available)})")
-        session = SessionState(clientId, clientSecret, accessToken)
+        session = SessionState(clientId, clientSecret, accessToken, refresh_token=refresh_token)
         with self._lock:
             if self.state is not None and self.state.client_id == clientId:
                 # Keep subscriptions recorded so far (a second login on the same client).
@@ -238,14 +266,19 @@ class SessionManager:
                 with self._lock:
                     session.accounts.add(account)
                     session.authorized.add(account)
+                    session.tokens[account] = accessToken
+        if self.keeper is not None:
+            self.keeper.on_token_refreshed = on_token_refreshed
+            self.keeper.schedule_refresh(expires_in)
         return [available[a] for a in chosen]
 
     def refresh_access_token(self, refreshToken: str, timeout: float) -> ProtoOARefreshTokenRes:
         """See :meth:`Client.refresh_access_token`."""
-        response: ProtoOARefreshTokenRes = self._request(ProtoOARefreshTokenReq(refreshToken=refreshToken), timeout)
-        with self._lock:
-            if self.state is not None:
-                self.state.access_token = response.accessToken
+        try:
+            response: ProtoOARefreshTokenRes = self._request(ProtoOARefreshTokenReq(refreshToken=refreshToken),
+                                                             timeout)
+        except ServerError as exc:
+            raise as_refresh_error(exc) from exc
         return response
 
     # -- recovery (on the supervisor thread) ----------------------------------------------------------
@@ -256,6 +289,8 @@ class SessionManager:
         Runs on the supervisor thread; its requests go through ``send_priority``, which passes the
         gate.  Without :meth:`login` there is nothing to restore.
         """
+        if self.keeper is not None:
+            self.keeper.reset()
         with self._lock:
             session = self.state
             if session is None:

@@ -35,6 +35,7 @@ from ._outbox import Outbox
 from ._pending import Request
 from ._reconnect import ReconnectPolicy
 from ._tls import Interrupted, open_tls_connection
+from ._validate import PROCESS, foreign_process
 from .errors import (
     ClientClosedError,
     ConnectError,
@@ -70,6 +71,12 @@ class ClientState(enum.Enum):
 _ENDED = (ClientState.CLOSED, ClientState.GAVE_UP)
 
 
+def _certificate_failure(error: BaseException | None) -> bool:
+    """True for a connect failure no retry is likely to fix: the server's certificate or host name
+    was rejected."""
+    return isinstance(error, ConnectError) and isinstance(error.__cause__, ssl.SSLCertVerificationError)
+
+
 class Supervisor:
     """The supervisor thread and the connection state of one client."""
 
@@ -93,10 +100,15 @@ class Supervisor:
         self.reconnect = reconnect
         self._codec = codec
         self.state = ClientState.NEW
+        self.pid = PROCESS.pid
+        """The process that made the client (after ``fork()`` the child must not use it)."""
         self.connections = 0
         """How many connections were established so far."""
         self.last_error: BaseException | None = None
         self.gave_up: BaseException | None = None
+        self.tick: Callable[[], float] | None = None
+        """Fires the session's timers (re-authorization retries, token refresh) from the watch loop;
+        returns the seconds until the next one (set by the client)."""
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
 
@@ -114,6 +126,8 @@ class Supervisor:
 
     def start(self) -> bool:
         """NEW -> CONNECTING; False if already started.  Raises ``ClientClosedError`` when closed."""
+        if self.pid != PROCESS.pid:
+            raise foreign_process(self.pid)
         with self._lock:
             if self.state is ClientState.CLOSED:
                 raise ClientClosedError("this client is closed; create a new Client")
@@ -148,6 +162,8 @@ class Supervisor:
 
     def wait_connected(self, timeout: float | None) -> None:
         """See :meth:`Client.wait_connected`."""
+        if self.pid != PROCESS.pid:
+            raise foreign_process(self.pid)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._scond:
             while True:
@@ -161,6 +177,10 @@ class Supervisor:
                     raise ClientClosedError("the client is closed")
                 if self.state is ClientState.NEW:
                     raise ConnectError("the client is not started; call start() first")
+                if _certificate_failure(self.last_error):
+                    # Not transient: say so now (attempts go on by the reconnect policy).
+                    raise ConnectError(f"cannot connect to {self.host}:{self.port}: {self.last_error}") \
+                        from self.last_error
                 remaining = 1.0 if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     last = f"; last error: {self.last_error}" if self.last_error else ""
@@ -171,10 +191,40 @@ class Supervisor:
     # -- the supervisor thread ------------------------------------------------------------------
 
     def run(self) -> None:
-        """The supervisor thread: connect, recover, watch; reconnect after a loss (until closed)."""
-        attempt = 0
-        while not self.closed:
-            if attempt and not self._back_off(attempt):
+        """The supervisor thread: connect, recover, watch; reconnect after a loss (until closed).
+
+        Whatever it raises unexpectedly ends the client's requests (see :meth:`crash`)."""
+        try:
+            self._run()
+        except BaseException as exc:
+            self.crash("supervisor", exc)
+
+    def crash(self, role: str, exc: BaseException) -> None:
+        """A client thread (``role``) failed unexpectedly: nothing would write, read or watch any
+        more, so the client gives up (queued and written requests fail with an error whose cause is
+        ``exc``, ``send()`` and ``wait_connected()`` raise ``ConnectError``) instead of leaving its
+        futures stranded."""
+        if self.state in _ENDED:
+            return
+        log.error("ctrader_sync: internal error in the %s thread (%s: %s); the client stops", role,
+                  type(exc).__name__, exc, exc_info=exc)
+        reason = ConnectError(f"the client stopped after an internal error in its {role} thread: {exc!r}")
+        reason.__cause__ = exc
+        link = self._outbox.link
+        self._give_up(reason)
+        if link is not None:
+            link.lose(reason)
+
+    @property
+    def _stopped(self) -> bool:
+        """Closed or given up: the supervisor thread ends."""
+        return self.state in _ENDED
+
+    def _run(self) -> None:
+        attempt = 0  # consecutive failed connects (max_attempts counts these)
+        lost = 0  # 1 once a connection was lost: the delays go on growing from the loss's
+        while not self._stopped:
+            if attempt and not self._back_off(attempt, attempt + lost):
                 return
             with self._lock:
                 self._set(ClientState.CONNECTING)
@@ -184,6 +234,10 @@ class Supervisor:
             except Interrupted:
                 return
             except ConnectError as exc:
+                if getattr(exc, "permanent", False):  # a host name TLS cannot use: no retry helps
+                    self.last_error = exc
+                    self._give_up(exc)
+                    return
                 attempt += 1
                 self.last_error = exc
                 # The first failure of a streak is a warning; the retries that follow are info.
@@ -195,7 +249,7 @@ class Supervisor:
                 continue
             link = Link(tls, self._codec(), self.connections + 1, self.lose)
             with self._scond:
-                if self.closed:
+                if self._stopped:
                     tls.close()
                     return
                 self.connections += 1
@@ -221,36 +275,45 @@ class Supervisor:
                     self._scond.notify_all()
                     self._outbox.wcond.notify()
             self._watch(link)
-            attempt = 1
+            if self._stopped:
+                return
+            # The loss itself is no failed attempt: the policy's max_attempts counts reconnect
+            # attempts, as many after a loss as at start (the first waits delay(1) all the same).
+            attempt, lost = 0, 1
             self.last_error = link.reason
+            if not self._back_off(0, 1):
+                return
 
-    def _back_off(self, attempt: int) -> bool:
-        """Wait the policy's delay after ``attempt`` consecutive failures; False to stop (gave up
-        or closed)."""
+    def _back_off(self, attempt: int, step: int) -> bool:
+        """Wait the policy's delay number ``step`` after ``attempt`` consecutive failed connects
+        (0: right after a lost connection, which is no failed attempt); False to stop (gave up or
+        closed)."""
         policy = self.reconnect
-        if policy is None or policy.gives_up(attempt):
+        if policy is None or (attempt and policy.gives_up(attempt)):
             self._give_up(self.last_error or ConnectError("connection lost"))
             return False
-        delay = policy.delay(attempt)
+        delay = policy.delay(step)
         log.info("ctrader_sync: reconnecting to %s:%d in %.2f s (attempt %d)",
                  self.host, self.port, delay, attempt + 1)
         with self._scond:
             self._set(ClientState.BACKING_OFF)
             end = time.monotonic() + delay
-            while not self.closed and time.monotonic() < end:
+            while not self._stopped and time.monotonic() < end:
                 self._scond.wait(min(1.0, end - time.monotonic()))
-        return not self.closed
+        return not self._stopped
 
     def _watch(self, link: Link) -> None:
         """Until the link is lost: fail timed-out requests, detect a silent (dead) peer."""
         outbox = self._outbox
         while True:
             dead = False
+            timer = self.tick() if self.tick is not None else 1.0  # session timers, outside the lock
             with self._scond:
-                if self.closed or link.lost:
+                if self._stopped or link.lost:
                     return
                 now = time.monotonic()
                 expired, wait = outbox.expire(now)
+                wait = min(wait, timer)
                 if self.receive_timeout:
                     silent = now - link.last_rx
                     if silent >= self.receive_timeout:

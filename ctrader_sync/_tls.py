@@ -16,6 +16,7 @@ import socket
 import ssl
 import threading
 import time
+from typing import Any
 
 from .errors import ConnectError
 
@@ -83,6 +84,10 @@ class TLSConnection:
                  outgoing: ssl.MemoryBIO, wake: socket.socket) -> None:
         self.sock = sock
         self._ssl = sslobj
+        # SSLObject.read/write/pending are thin Python wrappers around the C object CPython keeps
+        # in ``_sslobj`` (same methods, same arguments): call it directly on the hot paths, one
+        # Python frame less per call (the public object is kept for everything else).
+        self._tls: Any = getattr(sslobj, "_sslobj", None) or sslobj
         self._in = incoming
         self._out = outgoing
         self._wake = wake
@@ -90,6 +95,8 @@ class TLSConnection:
         # never while taking another lock): a leaf.
         self._lock = threading.Lock()
         self._closed = False
+        self.peer_closed = False
+        """The peer sent a TLS close_notify (see :meth:`recv_nowait`)."""
         self.flush_needed = False
         """Set by the reader when TLS produced bytes to send (e.g. a key update); the writer sends them."""
         self.backlog = b""
@@ -111,6 +118,8 @@ class TLSConnection:
             Interrupted: the client is closing.
             OSError: the socket was closed by another thread.
         """
+        if self.peer_closed:
+            return 1  # recv_nowait() reports the end
         watch = [self.sock, self._wake] if other is None else [self.sock, self._wake, other]
         ready = _select(watch, [], timeout)[0]
         if not ready:
@@ -127,6 +136,8 @@ class TLSConnection:
             EOFError: the peer closed the connection (TLS close or TCP EOF).
             OSError, ssl.SSLError: transport or TLS failure.
         """
+        if self.peer_closed:
+            raise EOFError("the server closed the TLS session (close_notify)")
         try:
             data = self.sock.recv(_READ_SIZE)
         except BlockingIOError:
@@ -134,19 +145,24 @@ class TLSConnection:
         if not data:
             raise EOFError("the server closed the connection")
         chunks = []
-        with self._lock:
+        lock = self._lock
+        with lock:  # not acquire()/try: an interrupt right after acquire() would leave it held
             self._in.write(data)
             while True:
                 try:
-                    chunk = self._ssl.read(_READ_SIZE)
+                    chunk = self._tls.read(_READ_SIZE)
                 except ssl.SSLWantReadError:
                     break
                 except ssl.SSLZeroReturnError:
                     raise EOFError("the server closed the TLS session") from None
                 if not chunk:
+                    # SSLObject.read() returns b"" (it does not raise) once the peer's close_notify
+                    # arrived: the session is over even if TCP stays open.  What came before it is
+                    # returned now; the next call (at once: see wait_readable) raises EOFError.
+                    self.peer_closed = True
                     break
                 chunks.append(chunk)
-                if not self._in.pending and not self._ssl.pending():
+                if not self._in.pending and not self._tls.pending():
                     break  # all consumed: skip the SSLWantReadError a further read would raise
             if self._out.pending:
                 self.flush_needed = True
@@ -162,9 +178,10 @@ class TLSConnection:
             OSError, ssl.SSLError: transport or TLS failure.
             Interrupted: the client is closing.
         """
-        with self._lock:
+        lock = self._lock
+        with lock:  # not acquire()/try: an interrupt right after acquire() would leave it held
             if data:
-                self._ssl.write(data)
+                self._tls.write(data)
             out = self._out.read()
             self.flush_needed = False
         if self.backlog:
@@ -177,8 +194,9 @@ class TLSConnection:
         Returns True if everything was sent; otherwise the rest is kept in :attr:`backlog` for the
         next :meth:`send` (the caller must then wake the writer).
         """
-        with self._lock:
-            self._ssl.write(data)
+        lock = self._lock
+        with lock:  # not acquire()/try: an interrupt right after acquire() would leave it held
+            self._tls.write(data)
             out = self._out.read()
             self.flush_needed = False
         if self.backlog:
@@ -237,6 +255,10 @@ def open_tls_connection(host: str, port: int, context: ssl.SSLContext, server_ho
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise ConnectError(f"cannot resolve {host}: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # UnicodeError (IDNA), NUL in the name
+        error = ConnectError(f"invalid host name {host!r}: {exc}")
+        error.permanent = True  # type: ignore[attr-defined]  # no retry can fix it
+        raise error from exc
     last: BaseException | None = None
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -274,7 +296,12 @@ def open_tls_connection(host: str, port: int, context: ssl.SSLContext, server_ho
 def _handshake(sock: socket.socket, context: ssl.SSLContext, server_hostname: str, deadline: float,
                wake: socket.socket, where: str, timeout: float) -> TLSConnection:
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    sslobj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_hostname)
+    try:
+        sslobj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_hostname)
+    except (ValueError, TypeError) as exc:  # UnicodeError (IDNA: empty or 64+ char label), NUL
+        error = ConnectError(f"invalid server host name {server_hostname!r} for {where}: {exc}")
+        error.permanent = True  # type: ignore[attr-defined]  # no retry can fix it
+        raise error from exc
     conn = TLSConnection(sock, sslobj, incoming, outgoing, wake)
     try:
         return _handshake_loop(conn, sslobj, incoming, sock, deadline, wake, where, timeout)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
+from collections.abc import Callable
 
 from ._link import Link
 from ._outbox import Outbox
@@ -41,6 +43,8 @@ class Writer:
         self._heartbeat = heartbeat
         self.heartbeat_interval = heartbeat_interval
         self._stopping = False  # under the core lock
+        self.crash: Callable[[str, BaseException], None] | None = None
+        """Told when the writer thread fails unexpectedly (the supervisor's ``crash``)."""
 
     def stop(self) -> None:
         """Make the writer thread return (it is woken at once)."""
@@ -49,8 +53,11 @@ class Writer:
             self._outbox.wcond.notify_all()
 
     def write_inline(self, link: Link, batch: list[Request]) -> None:
-        """Write claimed requests from the caller's thread without blocking (the caller set the
-        outbox's ``writing``); whatever the socket does not take now is left to the writer thread."""
+        """Write claimed requests from the caller's thread without blocking (the caller holds the
+        outbox's ``writing``); whatever the socket does not take now is left to the writer thread.
+
+        Interrupted (Ctrl-C) before the write is released, it releases nothing itself: the caller's
+        handler does (:meth:`abandon`), so an interrupt at any line leaves no claim behind."""
         data = batch[0].frame if len(batch) == 1 else b"".join([r.frame for r in batch])
         try:
             complete = link.tls.send_nowait(data)
@@ -60,7 +67,7 @@ class Writer:
             complete = True
             link.lose(ConnectionLostError(f"write failed: {exc}"))
         outbox = self._outbox
-        with outbox.lock:
+        with outbox.lock:  # not acquire()/try: an interrupt right after acquire() would leave it held
             outbox.done_writing(batch, complete)
         for request in batch:
             if request.expect == EXPECT_NOTHING:
@@ -72,19 +79,50 @@ class Writer:
         outbox = self._outbox
         if not outbox.queue or outbox.writing:
             return
-        with outbox.lock:
-            if outbox.writing or link.lost or not link.ready:
-                return
-            now = time.monotonic()
-            batch, _ = outbox.take_batch(link, now)
-            if not batch:
-                return
-            outbox.writing = True
-            outbox.last_write = now
-        self.write_inline(link, batch)
+        try:
+            with outbox.lock:
+                if outbox.writing or link.lost or not link.ready:
+                    return
+                outbox.writing = threading.get_ident()  # claimed before anything is taken
+                outbox.writing_link = link
+                now = time.monotonic()
+                batch, _ = outbox.take_batch(link, now)
+                if not batch:
+                    outbox.writing = False
+                    return
+                outbox.last_write = now
+            self.write_inline(link, batch)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon_send(self, request: Request) -> None:
+        """``send()`` raised (an error, or Ctrl-C at any line): release the write if this thread
+        held it (see :meth:`abandon`), and cancel the request if it was not written: the caller has
+        no future for it."""
+        self.abandon()
+        if request._state == "PENDING":
+            request.cancel()
+
+    def abandon(self) -> None:
+        """The calling thread was interrupted (Ctrl-C, or any exception) while it may have held the
+        write: release it, and drop the link it was writing to (part of a TLS record may have left,
+        and requests were claimed as written: they fail with ``ConnectionLostError``)."""
+        link = self._outbox.release_write(threading.get_ident())
+        if link is not None:
+            log.warning("ctrader_sync: interrupted while writing; the connection is dropped")
+            link.lose(ConnectionLostError("interrupted while writing the request (it may have been written)"))
 
     def run(self) -> None:
-        """The writer thread's loop (until :meth:`stop`)."""
+        """The writer thread (until :meth:`stop`); an unexpected exception ends the client's
+        requests through ``crash`` (set by the client) instead of stranding them."""
+        try:
+            self._run()
+        except BaseException as exc:
+            if self.crash is not None:
+                self.crash("writer", exc)
+
+    def _run(self) -> None:
         outbox = self._outbox
         wcond = outbox.wcond
         heartbeat = self._heartbeat

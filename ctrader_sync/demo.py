@@ -8,7 +8,9 @@ closing the client.
 With ``--demo`` or ``--live`` it reads the application's credentials from the environment
 (``CTRADER_CLIENT_ID``, ``CTRADER_CLIENT_SECRET``, ``CTRADER_ACCESS_TOKEN`` and optionally
 ``CTRADER_ACCOUNT_ID``) and runs the read-only part against the real server; it places an order only
-with an explicit ``--trade``.
+with an explicit ``--trade``.  ``--host`` (with ``--port`` and ``--ca-file``) does the same against
+another server; ``--simulator-json FILE`` runs the whole tour against a ``python -m
+ctrader_sync.simulator`` in another process, from the JSON it wrote with ``--json-file FILE``.
 
 Exit status: 0 on success, 1 when a step fails, 2 for missing or refused credentials or an
 unreachable server, 130 when interrupted.  Errors are one line on stderr, never a traceback, and
@@ -22,15 +24,29 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import Any
 
 from google.protobuf.message import Message
 
 from ._client import Client
+from ._demo_setup import (
+    ENV_ACCESS_TOKEN,
+    ENV_ACCOUNT_ID,
+    ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DemoError,
+    Output,
+    Target,
+    check_options,
+    parser,
+    target_from_env,
+    target_from_simulator_json,
+)
 from ._reconnect import ReconnectPolicy
-from .endpoints import EndPoints
 from .errors import AuthenticationError, ConnectError, ConnectionLostError, CTraderError
 from .messages.OpenApiMessages_pb2 import (
     ProtoOAClosePositionReq,
@@ -48,148 +64,16 @@ from .units import decode_trendbars, money_from_raw, ms_to_datetime, price_from_
 
 __all__ = ["ENV_ACCESS_TOKEN", "ENV_ACCOUNT_ID", "ENV_CLIENT_ID", "ENV_CLIENT_SECRET", "main"]
 
-PROG = "ctrader-sync-demo"
-
-ENV_CLIENT_ID = "CTRADER_CLIENT_ID"
-"""Environment variable holding the application's client id."""
-ENV_CLIENT_SECRET = "CTRADER_CLIENT_SECRET"
-"""Environment variable holding the application's client secret."""
-ENV_ACCESS_TOKEN = "CTRADER_ACCESS_TOKEN"
-"""Environment variable holding the OAuth access token."""
-ENV_ACCOUNT_ID = "CTRADER_ACCOUNT_ID"
-"""Optional environment variable: the ``ctidTraderAccountId`` to use (default: the first suitable)."""
-
 # Enum values from the schema (ProtoOAOrderType, ProtoOATradeSide, ProtoOAExecutionType, ...).
 _H1 = 9
 _SIDES = {1: "BUY", 2: "SELL"}
 
 _REQUEST_TIMEOUT = 15.0
 _SPOT_TIMEOUT = 10.0
-_EXIT_FAILED = 1
-_EXIT_USAGE = 2
-_EXIT_INTERRUPTED = 130
-
-
-class DemoError(Exception):
-    """A failed step: a one-line explanation and the exit status to return."""
-
-    def __init__(self, message: str, status: int = _EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Target:
-    """Where the demo connects and with what (credentials are kept out of ``repr``)."""
-
-    mode: str
-    """``simulator``, ``demo``, ``live`` or ``custom``."""
-    host: str
-    port: int
-    client_id: str = field(repr=False)
-    client_secret: str = field(repr=False)
-    access_token: str = field(repr=False)
-    account_id: int | None = None
-    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
-    trade: bool = False
-
-    def secrets(self) -> list[str]:
-        """The values that must never be printed."""
-        return [s for s in (self.client_secret, self.access_token) if s]
-
-
-class Output:
-    """Prints the progress lines and details, hiding any credential that could slip into a text."""
-
-    def __init__(self, total: int, quiet: bool, out: TextIO, err: TextIO) -> None:
-        self.total = total
-        self.quiet = quiet
-        self.number = 0
-        self._out = out
-        self._err = err
-        self._secrets: list[str] = []
-
-    def hide(self, values: Iterable[str]) -> None:
-        """Never print these strings: replace them with ``***`` wherever they appear."""
-        self._secrets.extend(v for v in values if v)
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every hidden value replaced."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def step(self, text: str) -> None:
-        """Print the next progress line: ``[n/total] text``."""
-        self.number += 1
-        print(self.scrub(f"[{self.number}/{self.total}] {text}"), file=self._out, flush=True)
-
-    def detail(self, text: str) -> None:
-        """Print an indented detail line (suppressed by ``--quiet``)."""
-        if not self.quiet:
-            print(self.scrub(f"      {text}"), file=self._out, flush=True)
-
-    def error(self, text: str) -> None:
-        """Print a one-line error to stderr."""
-        line = " ".join(self.scrub(text).split())
-        print(f"{PROG}: {line}", file=self._err, flush=True)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="A tour of ctrader_sync: connect, login, symbols, live prices, H1 bars, a market order, "
-                    "reconcile, close. Without --demo/--live it runs against the bundled simulator.",
-        epilog=f"Credentials for --demo/--live come from the environment: {ENV_CLIENT_ID}, {ENV_CLIENT_SECRET}, "
-               f"{ENV_ACCESS_TOKEN} and optionally {ENV_ACCOUNT_ID}.")
-    server = p.add_mutually_exclusive_group()
-    server.add_argument("--demo", action="store_const", const="demo", dest="mode",
-                        help=f"use the real demo server ({EndPoints.PROTOBUF_DEMO_HOST})")
-    server.add_argument("--live", action="store_const", const="live", dest="mode",
-                        help=f"use the real live server ({EndPoints.PROTOBUF_LIVE_HOST})")
-    server.add_argument("--host", help="another server, e.g. a `python -m ctrader_sync.simulator` "
-                                       "(credentials from the environment)")
-    p.add_argument("--port", type=int, default=EndPoints.PROTOBUF_PORT,
-                   help=f"port for --host (default {EndPoints.PROTOBUF_PORT})")
-    p.add_argument("--ca-file", help="CA certificate to trust for --host (default: certifi's bundle)")
-    p.add_argument("--symbol", default="EURUSD", help="symbol to show and trade (default EURUSD)")
-    p.add_argument("--trade", action="store_true",
-                   help="with --demo/--live/--host: also place a minimal market order and close it "
-                        "(with --live that is a real order with real money)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the progress lines")
-    return p
-
-
-def _target_from_env(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
-    """Build the connection target for ``--demo``/``--live``/``--host`` from the environment."""
-    names = (ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_ACCESS_TOKEN)
-    missing = [n for n in names if not env.get(n, "").strip()]
-    where = f"--{args.mode}" if args.mode else "--host"
-    if missing:
-        raise DemoError(f"{where} needs credentials in the environment; missing: {', '.join(missing)} "
-                        f"(run without {where} to use the bundled simulator)", _EXIT_USAGE)
-    account_id: int | None = None
-    raw_account = env.get(ENV_ACCOUNT_ID, "").strip()
-    if raw_account:
-        try:
-            account_id = int(raw_account)
-        except ValueError:
-            raise DemoError(f"{ENV_ACCOUNT_ID} must be a number (a ctidTraderAccountId)", _EXIT_USAGE)
-    context: ssl.SSLContext | None = None
-    if args.mode is None:
-        host, mode = str(args.host), "custom"
-        if args.ca_file:
-            try:
-                context = ssl.create_default_context(cafile=args.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise DemoError(f"cannot load --ca-file {args.ca_file}: {exc}", _EXIT_USAGE)
-    else:
-        host = EndPoints.PROTOBUF_DEMO_HOST if args.mode == "demo" else EndPoints.PROTOBUF_LIVE_HOST
-        mode = str(args.mode)
-    return Target(mode=mode, host=host, port=int(args.port) if mode == "custom" else EndPoints.PROTOBUF_PORT,
-                  client_id=env[ENV_CLIENT_ID].strip(), client_secret=env[ENV_CLIENT_SECRET].strip(),
-                  access_token=env[ENV_ACCESS_TOKEN].strip(), account_id=account_id, ssl_context=context,
-                  trade=bool(args.trade))
+_EXIT_FAILED = EXIT_FAILED
+_EXIT_USAGE = EXIT_USAGE
+_EXIT_INTERRUPTED = EXIT_INTERRUPTED
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _fmt_price(value: float, digits: int) -> str:
@@ -250,7 +134,13 @@ class Tour:
             self.client.wait_connected(20.0)
         except ConnectError as exc:
             reason = exc.__cause__ or exc
-            raise DemoError(f"cannot connect to {t.host}:{t.port}: {reason}", _EXIT_USAGE)
+            hint = ""
+            if _is_certificate_failure(reason) and t.mode == "custom":
+                hint = ("; to trust a local server's own certificate pass --ca-file (a `python -m "
+                        "ctrader_sync.simulator` prints it as ca_file; or use --simulator-json)"
+                        if t.host in _LOCAL_HOSTS or t.host.startswith("127.") else
+                        "; if the server uses its own CA, pass it with --ca-file")
+            raise DemoError(f"cannot connect to {t.host}:{t.port}: {reason}{hint}", _EXIT_USAGE)
         self.out.detail(f"connected in {1000 * (time.monotonic() - started):.0f} ms")
 
     def login(self) -> None:
@@ -455,6 +345,15 @@ class Tour:
             client.close()
 
 
+def _is_certificate_failure(reason: BaseException) -> bool:
+    seen: BaseException | None = reason
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _run(target: Target, args: argparse.Namespace, out: Output, description: str) -> None:
     tour = Tour(target, args.symbol, out)
     try:
@@ -476,12 +375,18 @@ def _run(target: Target, args: argparse.Namespace, out: Output, description: str
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return the exit status (0 success, 1 a step failed, 2 credentials/network, 130 ^C)."""
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     out = Output(0, bool(args.quiet), sys.stdout, sys.stderr)
     env = os.environ
     out.hide(env.get(n, "").strip() for n in (ENV_CLIENT_SECRET, ENV_ACCESS_TOKEN))
     try:
-        if args.mode is None and args.host is None:
+        check_options(args, out)
+        if args.simulator_json:
+            target = target_from_simulator_json(args.simulator_json)
+            out.hide(target.secrets())
+            out.total = 10
+            _run(target, args, out, "simulator process, TEST-ONLY certificate")
+        elif args.mode is None and args.host is None:
             from .simulator import Simulator
 
             with Simulator(seed=1) as sim:
@@ -492,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out.total = 10
                 _run(target, args, out, "bundled simulator, TEST-ONLY certificate")
         else:
-            target = _target_from_env(args, env)
+            target = target_from_env(args, env)
             out.hide(target.secrets())
             out.total = 10 if target.trade else 8
             label = {"demo": "cTrader demo server", "live": "cTrader LIVE server"}.get(target.mode, "custom server")

@@ -6,6 +6,7 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     ├── ConnectError                 could not connect (refused, TLS handshake, timeout)
     │   └── ConnectTimeoutError      wait_connected() timed out (also a TimeoutError)
     ├── ConnectionLostError          the connection dropped while a request was written
+    │   └── ClosedInFlightError      close() was called after the request was written
     ├── ClientClosedError            the client was closed (or never started and closed)
     ├── UnknownSymbolError           no symbol has that name or id on this account (KeyError)
     ├── RequestTimeoutError          no answer in time (also a built-in TimeoutError)
@@ -19,6 +20,7 @@ Every exception the SDK raises on purpose derives from :class:`CTraderError`::
     ├── ServerError                  the server answered with an error
     │   ├── RateLimitError           REQUEST_FREQUENCY_EXCEEDED, BLOCKED_PAYLOAD_TYPE
     │   ├── AuthenticationError      application/account auth refused, token invalid
+    │   │   └── TokenRefreshError    the server refused to refresh the access token
     │   └── OrderError               ProtoOAOrderErrorEvent
     │       └── OrderNotPlacedError  an order whose answer was lost is not on the server
     ├── OrderOutcomeUnknownError     an order's answer was lost and its fate could not be learned
@@ -37,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "CTraderError",
     "ClientClosedError",
+    "ClosedInFlightError",
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionLostError",
@@ -51,6 +54,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "ServerError",
+    "TokenRefreshError",
     "TruncatedStreamError",
     "UnknownPayloadTypeError",
     "UnknownSymbolError",
@@ -86,6 +90,15 @@ class ConnectionLostError(CTraderError):
     """The connection was lost while the request was written but not answered.
 
     The request is never re-sent silently: a trading request may have executed.
+    """
+
+
+class ClosedInFlightError(ConnectionLostError):
+    """``close()`` was called after the request was written and before its answer arrived.
+
+    The request may have reached the server (an order may have executed); the answer will never
+    be read.  Requests not yet written when ``close()`` is called end with
+    :class:`ClientClosedError` instead.
     """
 
 
@@ -219,6 +232,14 @@ class RateLimitError(ServerError):
 class AuthenticationError(ServerError):
     """The server refused authentication: wrong client id/secret, invalid or expired token,
     unknown account, or the request needs an authenticated session."""
+
+
+class TokenRefreshError(AuthenticationError):
+    """The server refused a ``ProtoOARefreshTokenReq`` (an unknown, used or revoked refresh token):
+    the tokens in hand stay as they were and the user must authorize the application again once
+    the access token expires.  Raised by ``Client.refresh_access_token()``; an automatic refresh
+    (``login(..., refresh_token=...)``) reports it as a :class:`~ctrader_sync.TokenRefreshFailed`
+    event."""
 
 
 class OrderError(ServerError):

@@ -1,11 +1,20 @@
 #!/usr/bin/env python3
-"""Write ``examples/quickstart.ipynb`` from the cells below (edit here, then rerun this script).
+"""Write ``examples/quickstart.ipynb`` from the cells below, executed, with its outputs.
 
-Usage: ``python examples/make_quickstart.py`` (needs ``nbformat``, part of the ``test`` extra).
+Edit the cells here (``CELLS``: one ``(kind, text)`` entry per cell, ``"md"`` or ``"code"``, in
+order; add a section by inserting entries), then run::
+
+    pip install -e '.[examples]'              # nbclient, ipykernel, nbformat, matplotlib (the chart)
+    python examples/make_quickstart.py        # runs every cell in a fresh kernel, writes the outputs
+    python examples/make_quickstart.py --no-execute   # cells only, no outputs (no kernel needed)
+
+The notebook is committed with its outputs (tables and charts), so readers see a real session
+without running it; ``tests/test_notebook.py`` checks that its cells are these and runs it.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -40,6 +49,7 @@ from ctrader_sync.messages.OpenApiMessages_pb2 import (
     ProtoOASymbolByIdReq,
     ProtoOASymbolsListReq,
     ProtoOAUnsubscribeSpotsReq,
+    ProtoOAVersionReq,
 )
 from ctrader_sync.messages.OpenApiModelMessages_pb2 import (
     ProtoOAExecutionType,
@@ -121,8 +131,8 @@ _ = client.request(ProtoOAUnsubscribeSpotsReq(ctidTraderAccountId=account_id, sy
     ("md", """## H1 trendbars as a table
 
 Trendbars arrive as a low price plus deltas; `decode_trendbars` turns them into rows of absolute
-prices. With pandas installed they become a `DataFrame` (not a dependency of ctrader_sync); without
-it, a plain list of rows."""),
+prices (exact `Decimal`s). With pandas installed they become a `DataFrame` (not a dependency of
+ctrader_sync); without it, an HTML table."""),
     ("code", """now = int(time.time() * 1000)
 answer = client.request(ProtoOAGetTrendbarsReq(
     ctidTraderAccountId=account_id, symbolId=eurusd.symbolId, period=ProtoOATrendbarPeriod.H1,
@@ -132,13 +142,37 @@ try:
     import pandas as pd
 except ImportError:
     pd = None
+print(len(bars), "bars; the last ten:")
 if pd is not None:
     table = pd.DataFrame(bars).set_index("time").tail(10)
 else:
-    table = [(f"{bar.time:%Y-%m-%d %H:%M}", str(bar.open), str(bar.high), str(bar.low), str(bar.close), bar.volume)
-             for bar in bars[-10:]]
-print(len(bars), "bars; the last ten:")
+    from IPython.display import HTML
+
+    head = "".join(f"<th>{name}</th>" for name in ("time (UTC)", "open", "high", "low", "close", "ticks"))
+    body = "".join(f"<tr><td>{b.time:%Y-%m-%d %H:%M}</td><td>{b.open}</td><td>{b.high}</td><td>{b.low}</td>"
+                   f"<td>{b.close}</td><td>{b.volume}</td></tr>" for b in bars[-10:])
+    table = HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 table"""),
+    ("md", """## ... and as a chart
+
+Plotting needs floats: `float(bar.close)` converts the exact prices. The chart appears when
+matplotlib is installed (`pip install matplotlib`)."""),
+    ("code", """try:
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+if plt is None:
+    print("matplotlib is not installed: pip install matplotlib for the chart")
+else:
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot([bar.time for bar in bars], [float(bar.close) for bar in bars], marker=".", label="close")
+    ax.fill_between([bar.time for bar in bars], [float(bar.low) for bar in bars],
+                    [float(bar.high) for bar in bars], alpha=0.2, label="low-high")
+    ax.set_title(f"EURUSD H1, {len(bars)} bars (simulator)")
+    ax.set_ylabel("price")
+    ax.legend(loc="upper left")
+    fig.autofmt_xdate()
+    plt.show()"""),
     ("md", """## A market order
 
 A trading request's future resolves with its first `ProtoOAExecutionEvent` (the order accepted); the
@@ -180,6 +214,18 @@ print("balance", toolkit_account.balance, "equity", toolkit_account.equity())"""
     ("code", """for pid in list(toolkit_account.positions):
     print("closed", pid, "at", toolkit_account.close_position(pid).price)
 print("open positions:", len(toolkit_account.positions), "balance", toolkit_account.balance)"""),
+    ("md", """## The same client from asyncio
+
+A notebook already runs an event loop, so cells can `await`. `ctrader_sync.aio.AsyncClient` wraps
+the same threaded client (no second connection, no loop inside the SDK), and its `account()` makes
+every toolkit call awaitable; see the README's asyncio section for `async for` over events."""),
+    ("code", """from ctrader_sync.aio import AsyncClient
+
+aclient = AsyncClient(client)
+version = await aclient.request(ProtoOAVersionReq(), timeout=10)
+print("server version, awaited:", version.version)
+aaccount = await aclient.account()
+print("open positions, awaited:", len(await aaccount.positions), "balance", await aaccount.balance)"""),
     ("md", """## Close
 
 `close()` ends the connection and joins the client's threads; the simulator's `close()` does the
@@ -205,11 +251,32 @@ def build() -> nbformat.NotebookNode:
     return nb
 
 
-def main() -> int:
-    """Write the notebook next to this script."""
+def execute(nb: nbformat.NotebookNode, timeout: int = 120) -> nbformat.NotebookNode:
+    """Run every cell of ``nb`` in a fresh ``python3`` kernel (this interpreter) and return it with outputs."""
+    import nbclient
+
+    here = Path(__file__).resolve().parent
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                                     resources={"metadata": {"path": str(here)}})
+    return client.execute()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the notebook next to this script, executed unless ``--no-execute``."""
+    parser = argparse.ArgumentParser(description="Write examples/quickstart.ipynb from CELLS.")
+    parser.add_argument("--no-execute", action="store_true", help="write the cells without running them")
+    args = parser.parse_args(argv)
     path = Path(__file__).resolve().parent / "quickstart.ipynb"
-    nbformat.write(build(), str(path))
-    print(f"wrote {path}")
+    nb = build()
+    if not args.no_execute:
+        nb = execute(nb)
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            print(f"a cell failed: {errors[0].get('ename')}: {errors[0].get('evalue')}", file=sys.stderr)
+            return 1
+        nb.metadata.pop("widgets", None)
+    nbformat.write(nb, str(path))
+    print(f"wrote {path}" + ("" if args.no_execute else " (executed, with outputs)"))
     return 0
 
 

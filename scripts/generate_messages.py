@@ -3,9 +3,9 @@
 
 The generated modules are committed; ``tests/test_generated.py`` runs this
 script into a temporary folder and fails when the result differs from what
-is committed.  The tools are pinned (``PINNED`` below, also in the ``dev``
-and ``test`` extras) because a different ``protoc`` or ``mypy-protobuf``
-writes different files.
+is committed.  The tools are pinned (``PINNED`` below, also in the ``gen``
+extra: ``pip install -e '.[gen]'``) because a different ``protoc`` or
+``mypy-protobuf`` writes different files.
 
 Usage::
 

@@ -21,6 +21,7 @@ from ctrader_sync import (
     Client,
     ClientClosedError,
     ClientState,
+    ClosedInFlightError,
     ConnectError,
     ConnectionLostError,
     ConnectTimeoutError,
@@ -573,8 +574,12 @@ def test_close_returns_within_a_second_from_any_state() -> None:
         client.close()
         assert time.monotonic() - t0 < 1.0
         assert all(f.done() for f in futures)
-        assert {type(f.exception()) for f in futures if not f.cancelled()} <= {ClientClosedError,
-                                                                                 type(None)}
+        # Written and unanswered: ClosedInFlightError (it may have reached the server); the rest
+        # was never written: ClientClosedError (issue 13, item 8).
+        for f in futures:
+            if not f.cancelled():
+                expected = ClosedInFlightError if f.written else ClientClosedError
+                assert f.exception() is None or type(f.exception()) is expected, (f, f.exception())
 
 
 def test_wait_connected_errors() -> None:

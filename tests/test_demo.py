@@ -7,8 +7,10 @@ Runs against the simulator the demo bundles, and against an in-process :class:`S
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +183,98 @@ def test_unknown_symbol_fails_with_one_line() -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "ctrader-sync-demo: symbol 'NOSUCH' not found among 5 symbols (e.g. EURGBP, EURUSD, GBPUSD, USDJPY, XAUUSD)"]
+
+
+# -- rough edges a newcomer met ------------------------------------------------------------------
+
+
+def test_a_short_credential_masks_only_whole_words() -> None:
+    from ctrader_sync._demo_setup import MIN_SECRET_LENGTH, Output
+
+    out = Output(1, False, sys.stdout, sys.stderr)
+    out.hide(["y", "n", "long-secret-value-1234"])
+    assert MIN_SECRET_LENGTH >= 8
+    assert out.scrub("custom server, read-only, 5 symbols") == "custom server, read-only, 5 symbols"
+    assert out.scrub("token y was refused") == "token *** was refused"  # standalone: still hidden
+    assert out.scrub("x=long-secret-value-1234;") == "x=***;"  # long ones: hidden anywhere
+    assert out.scrub("prefixlong-secret-value-1234suffix") == "prefix***suffix"
+
+
+def test_short_env_credentials_do_not_garble_the_tour() -> None:
+    result = _run("--quiet", env=_env(CTRADER_CLIENT_SECRET="e", CTRADER_ACCESS_TOKEN="o"))
+    assert result.returncode == 0, result.stderr
+    _check_steps(result.stdout, FULL_STEPS)
+    assert "***" not in result.stdout
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--port", "5036"], ["--port only apply with --host", "bundled simulator picks a free port"]),
+    (["--demo", "--ca-file", "x.pem"], ["--ca-file only apply with --host", "--demo uses port 5035"]),
+])
+def test_options_that_would_be_ignored_are_errors(args: list[str], words: list[str]) -> None:
+    line = _one_line_error(_run(*args))
+    for word in words:
+        assert word in line, line
+
+
+def test_trade_in_simulator_mode_is_noted_not_ignored() -> None:
+    result = _run("--trade", "--quiet")
+    assert result.returncode == 0, result.stderr
+    _check_steps(result.stdout, FULL_STEPS)
+    assert result.stderr.splitlines() == [
+        "ctrader-sync-demo: note: --trade changes nothing here: the simulator tour always places and closes "
+        "its order (--trade matters only with --demo, --live or --host)"]
+
+
+def test_tls_failure_against_a_local_server_suggests_ca_file() -> None:
+    with Simulator(seed=6) as sim:
+        env = _env(CTRADER_CLIENT_ID=sim.client_id, CTRADER_CLIENT_SECRET=sim.client_secret,
+                   CTRADER_ACCESS_TOKEN=sim.access_token)
+        line = _one_line_error(_run("--host", "127.0.0.1", "--port", str(sim.port), env=env))
+    assert "certificate" in line.lower() and "--ca-file" in line and "ca_file" in line, line
+
+
+def test_demo_reads_a_simulator_process_from_its_json_file(tmp_path: Path) -> None:
+    info_file, env_file = tmp_path / "sim.json", tmp_path / "sim.env"
+    proc = subprocess.Popen([sys.executable, "-m", "ctrader_sync.simulator", "--port", "0", "--json-file",
+                             str(info_file), "--env-file", str(env_file)], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once both files are in place
+        info = json.loads(line)
+        assert json.loads(info_file.read_text()) == info
+        assert info_file.stat().st_mode & 0o777 == 0o600 and env_file.stat().st_mode & 0o777 == 0o600
+        sourced = subprocess.run(["bash", "-c", f"set -a; . {env_file}; set +a; env"], capture_output=True,
+                                 text=True, timeout=TIMEOUT, check=True).stdout.splitlines()
+        want = {"CTRADER_HOST": info["host"], "CTRADER_PORT": str(info["port"]), "CTRADER_CA_FILE": info["ca_file"],
+                "CTRADER_CLIENT_ID": info["client_id"], "CTRADER_CLIENT_SECRET": info["client_secret"],
+                "CTRADER_ACCESS_TOKEN": info["access_token"], "CTRADER_ACCOUNT_ID": str(info["account_ids"][0])}
+        assert {k: v for k, v in (e.split("=", 1) for e in sourced if "=" in e) if k in want} == want
+        result = _run("--simulator-json", str(info_file))
+        assert result.returncode == 0, result.stderr
+        _check_steps(result.stdout, FULL_STEPS)
+        assert "simulator process" in result.stdout
+        assert info["client_secret"] not in result.stdout and info["access_token"] not in result.stdout
+        # the same through the variables of --env-file, as a shell user would do it
+        env = _env(**{k: v for k, v in want.items() if k.startswith("CTRADER_") and k not in (
+            "CTRADER_HOST", "CTRADER_PORT", "CTRADER_CA_FILE")})
+        result = _run("--host", want["CTRADER_HOST"], "--port", want["CTRADER_PORT"], "--ca-file",
+                      want["CTRADER_CA_FILE"], "--trade", "--quiet", env=env)
+        assert result.returncode == 0, result.stderr
+        _check_steps(result.stdout, FULL_STEPS)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert not info_file.exists() and not env_file.exists(), "stale credentials left behind"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_simulator_json_that_is_missing_or_wrong_exits_2(tmp_path: Path) -> None:
+    line = _one_line_error(_run("--simulator-json", str(tmp_path / "absent.json")))
+    assert "python -m ctrader_sync.simulator --port 0 --json-file" in line
+    (tmp_path / "bad.json").write_text('{"host": "127.0.0.1"}\n')
+    line = _one_line_error(_run("--simulator-json", str(tmp_path / "bad.json")))
+    assert "is not the simulator's JSON line" in line

@@ -536,13 +536,10 @@ def test_account_disconnect_and_token_invalidated_end_requests_with_auth_errors_
         [(event,)] = disconnected.wait_for(1)
         gone = int(event.ctidTraderAccountId)
         other = b if gone == a else a
-        wait_until(lambda: client.authorized_accounts == [other], what="the account marked unauthorized")
-        refused = symbol_request(client, gone, 1)
-        with pytest.raises(AuthenticationError) as info:
-            refused.result(10)
-        assert info.value.error_code == "ACCOUNT_NOT_AUTHORIZED"
         assert symbols_of(symbol_request(client, other, 1).result(10)) == [1]
-        # Logging in again restores it, on the same connection.
+        # The disconnected account is authorized again on the same connection (issue 13, item 17;
+        # tests/test_session_keepalive.py covers it in depth); logging in again changes nothing.
+        wait_until(lambda: sim.connections[0].authorized_accounts == {a, b}, what="re-authorized")
         client.login(sim.client_id, sim.client_secret, sim.access_token)
         assert symbols_of(symbol_request(client, gone, 2).result(10)) == [2]
         sim.inject("token_invalidated")

@@ -90,8 +90,10 @@ def test_credentials_from_the_environment() -> None:
     with Simulator(seed=2, spot_interval=0) as sim:
         env = _env(CTRADER_CLIENT_ID=sim.client_id, CTRADER_CLIENT_SECRET=sim.client_secret,
                    CTRADER_ACCESS_TOKEN=sim.access_token, CTRADER_ACCOUNT_ID=str(sim.account_ids[0]))
-        end = datetime.utcnow().replace(minute=0, second=0, microsecond=0)
-        start = end - timedelta(days=2)
+        # Two whole weekdays (Tuesday 00:00 to Thursday 00:00 UTC): 48 H1 bars whatever day the
+        # test runs on (history has no weekend bars).
+        start = datetime(2024, 3, 5)
+        end = start + timedelta(days=2)
         result = _run("USDJPY", "H1", "--from", start.isoformat(), "--to", end.isoformat(), *_host_args(sim),
                       env=env)
         assert result.returncode == 0, result.stderr

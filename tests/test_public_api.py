@@ -9,7 +9,7 @@ import sys
 import ctrader_sync
 
 PUBLIC_MODULES = ["ctrader_sync", "ctrader_sync.errors", "ctrader_sync.units", "ctrader_sync.auth",
-                  "ctrader_sync.simulator", "ctrader_sync.timers"]
+                  "ctrader_sync.simulator", "ctrader_sync.timers", "ctrader_sync.aio"]
 
 
 def test_old_sdk_names_import_from_the_package() -> None:

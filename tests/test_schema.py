@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +23,18 @@ PROTO_FILES = ["OpenApiCommonModelMessages.proto", "OpenApiCommonMessages.proto"
                "OpenApiModelMessages.proto", "OpenApiMessages.proto"]
 LABELS = {1: "optional", 2: "required", 3: "repeated"}
 
-pytest.importorskip("grpc_tools", reason="grpcio-tools (test extra) compiles protos/")
+MODULES = ["OpenApiCommonModelMessages_pb2", "OpenApiCommonMessages_pb2", "OpenApiModelMessages_pb2",
+           "OpenApiMessages_pb2"]
 
 
 def _compile(tmp_path: Path) -> descriptor_pb2.FileDescriptorSet:
+    if importlib.util.find_spec("grpc_tools") is None:
+        reason = ("grpcio-tools not installed: compiling protos/ needs the pinned generator (pip install -e "
+                  "'.[gen]'; CI runs it in its generator job); the committed modules are checked against "
+                  "the schema without it")
+        if os.environ.get("CTRADER_SYNC_REQUIRE_GEN") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
     out = tmp_path / "set.pb"
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={ROOT / 'protos'}",
@@ -83,9 +94,17 @@ def _differences(kind: str, want: dict[str, Any], got: dict[str, Any]) -> list[s
     return diffs
 
 
-def test_protos_match_release_91_schema(tmp_path: Path) -> None:
+def _committed_modules() -> descriptor_pb2.FileDescriptorSet:
+    """The descriptors the committed ``ctrader_sync.messages`` modules carry (no protoc needed)."""
+    files = [descriptor_pb2.FileDescriptorProto.FromString(
+        importlib.import_module(f"ctrader_sync.messages.{name}").DESCRIPTOR.serialized_pb) for name in MODULES]
+    return descriptor_pb2.FileDescriptorSet(file=files)
+
+
+@pytest.mark.parametrize("source", ["protos", "committed modules"])
+def test_protos_match_release_91_schema(tmp_path: Path, source: str) -> None:
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    messages, enums = _compiled_schema(_compile(tmp_path))
+    messages, enums = _compiled_schema(_compile(tmp_path) if source == "protos" else _committed_modules())
     diffs = _differences("message", schema["messages"], messages) + _differences("enum", schema["enums"], enums)
     equal_m = sum(1 for n in schema["messages"] if n in messages and not any(
         d.startswith((f"message {n} ", f"message {n}:", f"message {n}.")) for d in diffs))
@@ -93,7 +112,7 @@ def test_protos_match_release_91_schema(tmp_path: Path) -> None:
         d.startswith((f"enum {n}:", f"enum {n}.")) for d in diffs))
     print(f"schema check: {equal_m}/{len(schema['messages'])} messages and "
           f"{equal_e}/{len(schema['enums'])} enums equal")
-    assert not diffs, "protos/ differ from the schema:\n" + "\n".join(diffs)
+    assert not diffs, f"{source} differ from the schema:\n" + "\n".join(diffs)
     assert (len(messages), len(enums)) == (124, 29)
     assert sum(len(m["fields"]) for m in messages.values()) == 587
     assert sum(len(e["values"]) for e in enums.values()) == 290
@@ -101,7 +120,9 @@ def test_protos_match_release_91_schema(tmp_path: Path) -> None:
 
 def test_committed_schema_is_the_shared_one() -> None:
     if not SHARED_SCHEMA.exists():
-        pytest.skip("no shared/ folder beside the repository")
+        pytest.skip(f"optional upstream check: the project's reference schema ({SHARED_SCHEMA}) is not on "
+                    "this machine, so the committed copy protos/openapi-schema.json (which every other "
+                    "schema test uses) cannot be compared with it; nothing to do for a contributor")
     assert json.loads(SCHEMA.read_text(encoding="utf-8")) == json.loads(SHARED_SCHEMA.read_text(encoding="utf-8"))
 
 

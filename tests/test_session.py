@@ -86,7 +86,9 @@ def test_token_invalidated_and_account_disconnected_reach_the_user() -> None:
         client.on(ProtoOAAccountDisconnectEvent, disconnected)
         sim.inject("account_disconnect")
         [(event,)] = disconnected.wait_for(1)
-        wait_until(lambda: event.ctidTraderAccountId not in client.authorized_accounts, what="account marked")
+        # Authorized again on the same connection (issue 13, item 17).
+        wait_until(lambda: sim.connections[0].authorized_accounts == set(sim.account_ids), what="re-authorized")
+        wait_until(lambda: event.ctidTraderAccountId in client.authorized_accounts, what="the client's view")
         sim.inject("token_invalidated")
         [(event2,)] = invalidated.wait_for(1)
         assert set(event2.ctidTraderAccountIds)

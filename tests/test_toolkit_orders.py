@@ -430,10 +430,14 @@ def test_mirror_rebuilt_after_the_account_is_authorised_again(sim: Simulator, ac
     assert list(account.positions) == [fill.position_id]
     with account.changes(timeout=10) as changes, \
             account.client.events(ProtoOAAccountDisconnectEvent, timeout=10) as logged_out:
+        # The client authorizes a disconnected account again by itself (issue 13, item 17): hold
+        # that request back (2102: ProtoOAAccountAuthReq) so that the stale state can be seen.
+        sim.inject("drop", payload_type=2102)
         sim.inject("account_disconnect")  # the server logs the account out of this connection
         logged_out.get()  # the mirror's own listener, registered earlier, has seen it too
         with pytest.raises(AuthenticationError):  # reads fail clearly instead of showing stale state
             account.positions  # noqa: B018
+        sim.clear_faults()
         account.client.login(sim.client_id, sim.client_secret, sim.access_token, accounts=[account.id])
         assert next(c.kind for c in changes if c.kind == "ready") == "ready"
     assert list(account.positions) == [fill.position_id]

@@ -96,6 +96,14 @@ def refresh_token(peer: Peer, msg: M.ProtoOARefreshTokenReq, cid: str | None) ->
     access, refresh = tokens
     peer.respond(M.ProtoOARefreshTokenRes(accessToken=access, tokenType="bearer", expiresIn=2_628_000,
                                           refreshToken=refresh), cid)
+    # As the real server does: the old access token is invalid now, so the accounts this connection
+    # had authorized are logged out, with an event saying why (after the answer).
+    accounts = sorted(peer.authorized)
+    if accounts:
+        peer.respond(M.ProtoOAAccountsTokenInvalidatedEvent(ctidTraderAccountIds=accounts,
+                                                            reason="Access token was refreshed"), None)
+        for account_id in accounts:
+            peer.logout(account_id)
 
 
 def _withdrawn(peer: Peer, msg: object, cid: str | None) -> None:

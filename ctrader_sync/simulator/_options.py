@@ -55,7 +55,7 @@ class Credentials:
         self.refresh_token = "sim-refresh-" + secrets.token_hex(12)
         self._lock = threading.Lock()
         self._access = {self.access_token}
-        self._refresh = {self.refresh_token}
+        self._refresh = {self.refresh_token: self.access_token}  # refresh token -> its access token
 
     def token_valid(self, token: str) -> bool:
         """True if ``token`` is an access token the simulator issued."""
@@ -63,15 +63,23 @@ class Credentials:
             return token in self._access
 
     def refresh(self, refresh_token: str) -> tuple[str, str] | None:
-        """A new ``(access, refresh)`` pair for a known refresh token, else None."""
+        """A new ``(access, refresh)`` pair for a known refresh token, else None.  As on the real
+        server, both tokens rotate: the old pair is no longer accepted."""
         with self._lock:
-            if refresh_token not in self._refresh:
+            old_access = self._refresh.pop(refresh_token, None)
+            if old_access is None:
                 return None
+            self._access.discard(old_access)
             access = "sim-access-" + secrets.token_hex(12)
             refresh = "sim-refresh-" + secrets.token_hex(12)
             self._access.add(access)
-            self._refresh.add(refresh)
+            self._refresh[refresh] = access
             return access, refresh
+
+    def revoke(self, access_token: str) -> None:
+        """Stop accepting ``access_token``."""
+        with self._lock:
+            self._access.discard(access_token)
 
 
 @dataclass

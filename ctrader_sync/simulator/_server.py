@@ -198,6 +198,11 @@ class Simulator:
                 return s
         raise KeyError(f"no symbol {symbol!r}; known: {[s.name for s in self.symbols]}")
 
+    def revoke_access_token(self, token: str) -> None:
+        """Stop accepting the access token ``token`` from now on (as if the user revoked the
+        application's access); accounts authorized with it stay authorized until logged out."""
+        self._credentials.revoke(token)
+
     def set_price(self, symbol: str | int, bid: float, ask: float) -> None:
         """Move ``symbol`` to ``bid``/``ask`` now (prices as floats, e.g. ``1.08512``).
 

@@ -118,7 +118,8 @@ def test_console_sample_port_runs_every_command() -> None:
             assert reconcile.ctidTraderAccountId == account and not reconcile.position
             (bars,) = console.run("ProtoOAGetTrendbarsReq 1 H1 1", ProtoOAGetTrendbarsRes)
             assert len(bars.trendbar) > 0 and all(b.low > 0 for b in bars.trendbar)
-            (ticks,) = console.run("ProtoOAGetTickDataReq 1 bid 1", ProtoOAGetTickDataRes)
+            # 3 days back from now hold trading hours whatever the day (the weekend is 48 hours).
+            (ticks,) = console.run("ProtoOAGetTickDataReq 3 bid 1", ProtoOAGetTickDataRes)
             assert len(ticks.tickData) > 0
 
             accepted, filled = console.run("NewMarketOrder 1 BUY 1000", ProtoOAExecutionEvent, 2)
