@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import platform
 import socket
+import ssl
 import struct
 import sys
 import time
 
-__all__ = ["ARRIVAL_STAMPS", "arrival_time", "enable_arrival_stamps"]
+__all__ = ["ARRIVAL_STAMPS", "ArrivalClock", "arrival_time", "enable_arrival_stamps"]
 
 # Python's socket module does not export it; 35 on every Linux architecture below (not on alpha,
 # parisc, sparc).  The kernel answers with an SCM_TIMESTAMPNS message of the same number.
@@ -68,3 +69,21 @@ def arrival_time(sock: socket.socket, now: float) -> float:
         age = time.time() - (sec + nsec / 1e9)
         return now - age if 0.0 <= age < _MAX_AGE else now
     return now
+
+
+class ArrivalClock:
+    """The arrival times of what one connection reads, never decreasing (its I/O thread only)."""
+
+    def __init__(self, sock: socket.socket, enabled: bool = True) -> None:
+        self.enabled = enabled and enable_arrival_stamps(sock)
+        self._last = 0.0
+
+    def next(self, sock: ssl.SSLSocket) -> float:
+        """The arrival time of what the next ``sock.recv`` returns (the time now if unknown)."""
+        now = time.monotonic()
+        if not self.enabled:
+            return now
+        if sock.pending():  # the rest of a record TLS already holds
+            return self._last or now
+        self._last = max(arrival_time(sock, now), self._last)
+        return self._last

@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError, Message
 
 from ..messages.OpenApiCommonMessages_pb2 import ProtoErrorRes, ProtoHeartbeatEvent, ProtoMessage
 from ..messages.OpenApiMessages_pb2 import ProtoOAErrorRes
-from ._arrival import arrival_time, enable_arrival_stamps
+from ._arrival import ArrivalClock
 from ._bench import BenchAnswers
 from ._faults import Fault, FaultState
 from ._framing import OutItem, frame
@@ -74,10 +74,8 @@ class Connection:
         self._all_accounts = all_accounts
         raw.setblocking(False)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Requests are counted (limits, recording) when they arrived, not when this thread got to
-        # them: see _arrival.  The benchmark fast path has no limits and skips the extra syscall.
-        self._arrivals = bench is None and enable_arrival_stamps(raw)
-        self._last_arrival = 0.0
+        # Requests count (limits, recording) when they arrived: see _arrival (not in benchmark mode).
+        self.arrivals = ArrivalClock(raw, enabled=bench is None)
         self._received: deque[tuple[float, bytes]] = deque()  # read, not yet handled: (arrival, data)
         self._pulled_at = 0.0
         self._eof = False  # the peer closed (or the socket failed): close once what was read is handled
@@ -228,17 +226,6 @@ class Connection:
 
     # -- input -------------------------------------------------------------------------------
 
-    def _arrival(self) -> float:
-        """The arrival time of what the next ``recv`` returns (monotonic, never decreasing)."""
-        now = time.monotonic()
-        if not self._arrivals:
-            return now
-        if self.sock.pending():  # the rest of a record TLS already holds
-            return self._last_arrival or now
-        arrived = max(arrival_time(self.sock, now), self._last_arrival)
-        self._last_arrival = arrived
-        return arrived
-
     def _on_bytes(self, data: bytes, arrived: float) -> None:
         if self.bench is not None:
             if self.inbuf:
@@ -309,16 +296,12 @@ class Connection:
     # -- the I/O thread ----------------------------------------------------------------------
 
     def _pull(self) -> None:
-        """Move what the socket holds into ``_received``, each part with its arrival time.
-
-        Also called between frames (every ``_PULL_EVERY``): what stays in the kernel while a slow
-        request is handled is merged with what arrives after it, and stamped with the later time.
-        """
+        """Move what the socket holds into ``_received``, each part with its arrival time."""
         sock = self.sock
         faults = self.faults
         self._pulled_at = time.monotonic()
         while not self._eof and self.state in (OPEN, CLOSING) and faults.reading and not faults.frozen:
-            arrived = self._arrival()
+            arrived = self.arrivals.next(sock)
             try:
                 data = sock.recv(_READ_SIZE)
             except ssl.SSLWantReadError:
@@ -336,10 +319,9 @@ class Connection:
                 self._received.append((arrived, data))
 
     def keep_reading(self) -> None:
-        """Take in what arrived since the last read, if that was ``_PULL_EVERY`` ago (I/O thread;
-        called between frames and by long handlers): left in the kernel, it would be merged with
-        what arrives later and carry that later arrival time."""
-        if self._arrivals and time.monotonic() - self._pulled_at >= _PULL_EVERY:
+        """Take in what arrived, if the last read was ``_PULL_EVERY`` ago (between frames, and from
+        long handlers): left in the kernel, it would merge with later data and take its time."""
+        if self.arrivals.enabled and time.monotonic() - self._pulled_at >= _PULL_EVERY:
             self._pull()
 
     def _read(self) -> None:
