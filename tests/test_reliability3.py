@@ -254,6 +254,8 @@ def test_item2_an_unexpected_exception_in_a_client_thread_ends_every_future() ->
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+# Forking a process with threads is the very case under test (Python 3.12+ warns about it).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_item3_a_forked_child_cannot_touch_the_parents_client() -> None:
     with Simulator() as sim, connected(sim) as client:
         version(client)
