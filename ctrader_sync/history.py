@@ -167,6 +167,10 @@ def _connect(client: Any, where: str) -> None:
         raise HistoryError(f"cannot connect to {where}: {exc.__cause__ or exc}") from None
 
 
+_EMPTY_NOTE = ("nothing in this range: FX markets are closed from Friday 22:00 to Sunday 22:00 UTC "
+               "(and on holidays); give a --from further back\n")
+
+
 def _download(account: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     try:
         symbol = account.symbols[args.symbol]
@@ -191,6 +195,8 @@ def _download(account: Any, args: argparse.Namespace, out: TextIO, err: TextIO) 
         out.flush()
     where = f" -> {args.output}" if args.output else ""
     err.write(f"{what}, {rows.requests} requests, {rows.seconds:.1f} s{where}\n")
+    if not len(rows):
+        err.write(_EMPTY_NOTE)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

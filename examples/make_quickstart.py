@@ -134,9 +134,10 @@ Trendbars arrive as a low price plus deltas; `decode_trendbars` turns them into 
 prices (exact `Decimal`s). With pandas installed they become a `DataFrame` (not a dependency of
 ctrader_sync); without it, an HTML table."""),
     ("code", """now = int(time.time() * 1000)
+week_ago = now - 7 * 86_400_000  # a week always holds 5 trading days, even on a weekend
 answer = client.request(ProtoOAGetTrendbarsReq(
     ctidTraderAccountId=account_id, symbolId=eurusd.symbolId, period=ProtoOATrendbarPeriod.H1,
-    fromTimestamp=now - 2 * 86_400_000, toTimestamp=now, count=24), timeout=10)
+    fromTimestamp=week_ago, toTimestamp=now, count=24), timeout=10)  # the newest 24 bars
 bars = decode_trendbars(answer, digits)
 try:
     import pandas as pd

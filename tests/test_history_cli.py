@@ -123,3 +123,14 @@ def test_bad_credentials_exit_2_and_never_show_the_secret(wrong: str) -> None:
             "missing": "CTRADER_CLIENT_ID"}[wrong] in line
     everything = result.stdout + result.stderr
     assert secret not in everything and sim.client_secret not in everything and sim.access_token not in everything
+
+
+def test_a_range_inside_a_weekend_says_why_it_is_empty() -> None:
+    result = _run("EURUSD", "H1", "--from", "2024-03-09T00:00", "--to", "2024-03-10T12:00")  # Saturday, Sunday
+    assert result.returncode == 0, result.stderr
+    assert list(csv.DictReader(io.StringIO(result.stdout))) == []
+    assert "EURUSD H1: 0 bars" in result.stderr
+    assert "Friday 22:00 to Sunday 22:00 UTC" in result.stderr and "--from" in result.stderr
+    busy = _run("EURUSD", "H1", "--from", "2024-03-08T12:00", "--to", "2024-03-10T12:00")  # from Friday noon
+    assert busy.returncode == 0 and "EURUSD H1: 10 bars" in busy.stderr, busy.stderr
+    assert "closed" not in busy.stderr
