@@ -234,10 +234,11 @@ class ExplodingCodec(TcpProtocol):
 def test_item2_an_unexpected_exception_in_a_client_thread_ends_every_future() -> None:
     with Simulator() as sim:
         client = make_client(sim, protocol=ExplodingCodec, reconnect=FAST_RECONNECT)
+        # Queued before start(): sent one by one after connecting, the first answer could crash
+        # the reader (and end the client) before the second send(), which then raises at once.
+        futures = [client.send(ProtoOAVersionReq()) for _ in range(3)]
         client.start()
         try:
-            client.wait_connected(10)
-            futures = [client.send(ProtoOAVersionReq()) for _ in range(3)]
             for future in futures:  # exception() waits without reading for itself: the reader thread reads
                 error = future.exception(10)
                 assert isinstance(error, (ConnectError, ConnectionLostError)), error
@@ -248,6 +249,26 @@ def test_item2_an_unexpected_exception_in_a_client_thread_ends_every_future() ->
                 client.send(ProtoOAVersionReq())
         finally:
             client.close()
+
+
+def test_item2_a_caller_reading_its_own_answer_meets_the_same_bug_as_the_reader_thread() -> None:
+    # result() reads the socket itself (caller-assisted read): a codec bug met there must end the
+    # client exactly as in the reader thread, not escape from result() as a bare RuntimeError
+    # while the client reconnects into the same bug.  Several clients: which thread reads first
+    # is a race, and the caller wins it nearly always.
+    with Simulator() as sim:
+        for _ in range(5):
+            client = make_client(sim, protocol=ExplodingCodec, reconnect=FAST_RECONNECT)
+            client.start()
+            try:
+                client.wait_connected(10)
+                with pytest.raises((ConnectError, ConnectionLostError)) as raised:
+                    client.send(ProtoOAVersionReq()).result(10)
+                assert "internal error" in str(raised.value) and "reader" in str(raised.value)
+                with pytest.raises(ConnectError, match="internal error"):
+                    client.wait_connected(1)
+            finally:
+                client.close()
 
 
 # -- 3. fork ---------------------------------------------------------------------------------------
