@@ -350,8 +350,8 @@ class Outbox:
 
     def expire(self, now: float) -> tuple[list[Request], float]:
         """Pop the written requests whose deadline passed; return them and the wait until the next
-        deadline (at most 1 s).  Entries of requests already ended are dropped from the head of each
-        FIFO as well, so they do not wait there for their deadline."""
+        deadline (at most 1 s).  Entries of requests already ended are dropped from the top of the
+        heap as well, so they do not wait there for their deadline."""
         expired: list[Request] = []
         pending, timers = self.pending, self.timers
         while timers and timers[0][0] <= now:
@@ -370,9 +370,31 @@ class Outbox:
             if self.writing is True or self.writing is False or self.writing != ident:
                 return None
             link, self.writing, self.writing_link = self.writing_link, False, None
+            self._requeue_taken()
             self.writer_waiting = False
             self.wcond.notify()
             return link
+
+    def _requeue_taken(self) -> None:
+        """After an interrupt in a caller's write (under the lock): a request taken off its queue
+        and not yet written (``take_batch`` interrupted between popping and claiming it, or
+        between its two state changes) would be in no queue and never written nor failed: put it
+        back at the head of its queue, unclaimed (its frame never left: the write comes after
+        the take).  O(pending), on an interrupt only."""
+        held = {id(r) for q in (self.queue, self.hqueue, self.pqueue) for r in q}
+        held.update(id(entry[2]) for entry in self.retry)
+        lost = [r for r in self.pending.values() if not r._written and id(r) not in held]
+        for request in sorted(lost, key=lambda r: r.seq, reverse=True):
+            if request._state == "RUNNING":
+                request._state = "PENDING"  # claimed, never written
+            if request._state != "PENDING":
+                continue
+            if request.priority:
+                self.pqueue.appendleft(request)
+            elif request.historical and self.hlimiter is not None:
+                self.hqueue.appendleft(request)
+            else:
+                self.queue.appendleft(request)
 
     def take_written(self) -> list[Request]:
         """Pop every written request (its connection is lost); queued ones stay."""
