@@ -12,20 +12,25 @@ Locks
 * every field of the outbox, except that a plain answer is claimed from ``pending`` without it by
   an atomic ``dict.pop`` (see ``_inbound``); every other remover pops with an identity check, so
   exactly one of them ends a request;
-* the state of every ``RequestFuture`` of the client (they share this lock);
+* the state of every ``RequestFuture`` of the client (they share this lock), except that the
+  claimant of a plain answer sets it without the lock when nobody waits (``_finish_claimed``);
+* ``writing``/``writing_link`` (who writes; one writer at a time): a caller that set them (an
+  inline send, a flush) and is interrupted (Ctrl-C) gives them back in its handler
+  (:meth:`release_write`, which also puts back what it had taken off the queues);
 * ``Link.ready``/``Link.lost``, the supervisor's state and the session state (the supervisor and
   the session manager are handed this lock).
 
 Two conditions share it: ``wcond`` wakes the writer (a request queued, a retry due, a flush
 needed, a new connection, close); ``scond`` wakes the supervisor and ``wait_connected`` callers
-(a new timeout value, connection state changes).
+(an earlier deadline, connection state changes).
 
 Lock order (a thread holding one lock may take only those to its right)::
 
     read token (_reader)  ->  core lock  ->  TLS lock (_tls), dispatcher lock (_dispatch)
 
 The TLS and dispatcher locks are leaves, as are the reader's park lock and lead lock; no I/O and
-no user code runs under the core lock.
+no user code runs under the core lock.  Every lock is taken with ``with`` (an interrupt right
+after a bare ``acquire()`` would leave it held).
 """
 
 from __future__ import annotations
