@@ -74,17 +74,25 @@ class Inbound:
             if cid is not None:
                 request = pending.get(cid)
                 if request is not None and request._written:
-                    if pt in _ERROR_TYPES or request.payloadType in SESSION_TYPES:
-                        with self._lock:
-                            if pending.get(cid) is request:
-                                self._match_locked(request, pt, message)
-                    elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
-                        pass  # not the answer this request waits for; it still reaches the callbacks
-                    elif pending.pop(cid, None) is request:
-                        if answers.get(request.payloadType, pt) == pt:
-                            request._finish_claimed(message)
-                        else:
-                            request._finish(None, _wrong_answer(request, pt))
+                    try:  # (no cost unless raised: zero-cost exception handling)
+                        if pt in _ERROR_TYPES or request.payloadType in SESSION_TYPES:
+                            with self._lock:
+                                if pending.get(cid) is request:
+                                    self._match_locked(request, pt, message)
+                        elif request.expect == EXPECT_EXECUTION and pt != _EXECUTION_EVENT:
+                            pass  # not the answer this request waits for; it still reaches the callbacks
+                        elif pending.pop(cid, None) is request:
+                            if answers.get(request.payloadType, pt) == pt:
+                                request._finish_claimed(message)
+                            else:
+                                request._finish(None, _wrong_answer(request, pt))
+                    except BaseException as exc:
+                        # Ctrl-C in a caller reading its own answer, after the request was claimed
+                        # from the pending table and before it was ended: nothing else would end
+                        # it (it is in no table any more), so it ends here (item 1).
+                        if pending.get(cid) is not request:
+                            request._settle_interrupted(exc)
+                        raise
             if pt in _SPECIAL_TYPES:
                 specials.append(frame)
         if specials:

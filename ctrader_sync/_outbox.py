@@ -12,20 +12,25 @@ Locks
 * every field of the outbox, except that a plain answer is claimed from ``pending`` without it by
   an atomic ``dict.pop`` (see ``_inbound``); every other remover pops with an identity check, so
   exactly one of them ends a request;
-* the state of every ``RequestFuture`` of the client (they share this lock);
+* the state of every ``RequestFuture`` of the client (they share this lock), except that the
+  claimant of a plain answer sets it without the lock when nobody waits (``_finish_claimed``);
+* ``writing``/``writing_link`` (who writes; one writer at a time): a caller that set them (an
+  inline send, a flush) and is interrupted (Ctrl-C) gives them back in its handler
+  (:meth:`release_write`, which also puts back what it had taken off the queues);
 * ``Link.ready``/``Link.lost``, the supervisor's state and the session state (the supervisor and
   the session manager are handed this lock).
 
 Two conditions share it: ``wcond`` wakes the writer (a request queued, a retry due, a flush
 needed, a new connection, close); ``scond`` wakes the supervisor and ``wait_connected`` callers
-(a new timeout value, connection state changes).
+(an earlier deadline, connection state changes).
 
 Lock order (a thread holding one lock may take only those to its right)::
 
     read token (_reader)  ->  core lock  ->  TLS lock (_tls), dispatcher lock (_dispatch)
 
 The TLS and dispatcher locks are leaves, as are the reader's park lock and lead lock; no I/O and
-no user code runs under the core lock.
+no user code runs under the core lock.  Every lock is taken with ``with`` (an interrupt right
+after a bare ``acquire()`` would leave it held).
 """
 
 from __future__ import annotations
@@ -350,8 +355,8 @@ class Outbox:
 
     def expire(self, now: float) -> tuple[list[Request], float]:
         """Pop the written requests whose deadline passed; return them and the wait until the next
-        deadline (at most 1 s).  Entries of requests already ended are dropped from the head of each
-        FIFO as well, so they do not wait there for their deadline."""
+        deadline (at most 1 s).  Entries of requests already ended are dropped from the top of the
+        heap as well, so they do not wait there for their deadline."""
         expired: list[Request] = []
         pending, timers = self.pending, self.timers
         while timers and timers[0][0] <= now:
@@ -370,9 +375,31 @@ class Outbox:
             if self.writing is True or self.writing is False or self.writing != ident:
                 return None
             link, self.writing, self.writing_link = self.writing_link, False, None
+            self._requeue_taken()
             self.writer_waiting = False
             self.wcond.notify()
             return link
+
+    def _requeue_taken(self) -> None:
+        """After an interrupt in a caller's write (under the lock): a request taken off its queue
+        and not yet written (``take_batch`` interrupted between popping and claiming it, or
+        between its two state changes) would be in no queue and never written nor failed: put it
+        back at the head of its queue, unclaimed (its frame never left: the write comes after
+        the take).  O(pending), on an interrupt only."""
+        held = {id(r) for q in (self.queue, self.hqueue, self.pqueue) for r in q}
+        held.update(id(entry[2]) for entry in self.retry)
+        lost = [r for r in self.pending.values() if not r._written and id(r) not in held]
+        for request in sorted(lost, key=lambda r: r.seq, reverse=True):
+            if request._state == "RUNNING":
+                request._state = "PENDING"  # claimed, never written
+            if request._state != "PENDING":
+                continue
+            if request.priority:
+                self.pqueue.appendleft(request)
+            elif request.historical and self.hlimiter is not None:
+                self.hqueue.appendleft(request)
+            else:
+                self.queue.appendleft(request)
 
     def take_written(self) -> list[Request]:
         """Pop every written request (its connection is lost); queued ones stay."""

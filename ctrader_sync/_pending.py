@@ -40,7 +40,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from .errors import InvalidRequestError
+from .errors import ConnectionLostError, InvalidRequestError
 from .messages.OpenApiCommonMessages_pb2 import ProtoHeartbeatEvent
 from .protobuf import REGISTRY, TYPE_OF, Protobuf
 
@@ -374,6 +374,20 @@ class RequestFuture(Future):  # type: ignore[type-arg]
                 self._cond.notify_all()
             callbacks = self._done_callbacks
         if callbacks:
+            self._invoke_callbacks()
+
+    def _settle_interrupted(self, exc: BaseException) -> None:
+        """Whoever claimed this request was interrupted (Ctrl-C in a caller reading its own answer)
+        before it ended it, or after it set FINISHED without the lock and before it woke the
+        waiters (see :meth:`_finish_claimed`): end it with a ``ConnectionLostError`` (the link is
+        dropped for the interrupt too) and wake whoever waits, so no future is stranded."""
+        if self._fail(ConnectionLostError(
+                f"interrupted ({type(exc).__name__}) while the answer was being handled")):
+            return
+        with self._lock:
+            if self._cond is not None:
+                self._cond.notify_all()
+        if self._done_callbacks:
             self._invoke_callbacks()
 
     def _invoke_callbacks(self) -> None:

@@ -282,6 +282,14 @@ class Reader:
             try:
                 if not self.read_once(link):
                     return
+            except Exception as exc:
+                # A bug met while reading (the codec, a handler): the same one would meet the
+                # reader thread next, so the client ends as it would there (item 2), and the
+                # caller sees its future's error, not the bare exception.
+                if self.crash is None:
+                    raise
+                self.crash("reader", exc)
+                return
             except BaseException as exc:
                 # KeyboardInterrupt (Ctrl-C in a notebook) between taking bytes off the socket
                 # and handing out what they held would leave the stream half-consumed: drop

@@ -6,6 +6,7 @@ TLS server (``rel3tools.TinyServer``) and fails on the client as it was before t
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import linecache
 import math
@@ -149,6 +150,39 @@ def test_item1_ctrl_c_at_every_line_of_send_request_and_result_never_wedges_the_
         assert not [c.duplicate_client_msg_ids() for c in sim.connections if c.duplicate_client_msg_ids()]
 
 
+def test_item1_ctrl_c_while_a_caller_reads_its_own_answer_never_strands_a_future() -> None:
+    """Item 1: an interrupt at any line of result() -- also while the caller, reading for itself,
+    has claimed an answer from the pending table and not yet set it (the lock-free resolution) --
+    leaves every future the caller sent to end (answered or failed), so waiting on it again works."""
+    quick = ReconnectPolicy(initial=0.001, maximum=0.005, jitter=0.0)
+    with Simulator() as sim, connected(sim, reconnect=quick, response_timeout=5) as client:
+        futures: list[Future[Any]] = []
+
+        def send_then_result() -> None:
+            futures.append(client.send(ProtoOAVersionReq()))
+            futures[-1].result(10)
+
+        firsts: dict[tuple[str, int], int] = {}
+        for _ in range(3):
+            counter = LineInterrupter()
+            assert not counter.run(send_then_result)
+            for n, where in enumerate(counter.where, 1):
+                firsts.setdefault(where, n)
+        stranded = []
+        for n in sorted(set(firsts.values())):
+            futures.clear()
+            interrupter = LineInterrupter(n)
+            if interrupter.run(send_then_result) and futures:
+                # Every request has a 5 s response timeout: a future still not done after 8 s is
+                # one nothing will ever end.
+                _, not_done = concurrent.futures.wait(futures, timeout=8)
+                if not_done:
+                    stranded.append((n, [w for w, first in firsts.items() if first == n],
+                                     [(f, f.cid in client._inbound._pending) for f in not_done]))
+            version(client, timeout=10)
+        assert not stranded, f"futures never ended after an interrupt at lines {stranded}"
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
 def test_item1_real_sigint_at_random_moments_of_a_request_loop_never_wedges_the_client() -> None:
     """Item 1: SIGALRM turned into KeyboardInterrupt at random moments (inside lock waits, select,
@@ -234,10 +268,11 @@ class ExplodingCodec(TcpProtocol):
 def test_item2_an_unexpected_exception_in_a_client_thread_ends_every_future() -> None:
     with Simulator() as sim:
         client = make_client(sim, protocol=ExplodingCodec, reconnect=FAST_RECONNECT)
+        # Queued before start(): sent one by one after connecting, the first answer could crash
+        # the reader (and end the client) before the second send(), which then raises at once.
+        futures = [client.send(ProtoOAVersionReq()) for _ in range(3)]
         client.start()
         try:
-            client.wait_connected(10)
-            futures = [client.send(ProtoOAVersionReq()) for _ in range(3)]
             for future in futures:  # exception() waits without reading for itself: the reader thread reads
                 error = future.exception(10)
                 assert isinstance(error, (ConnectError, ConnectionLostError)), error
@@ -248,6 +283,26 @@ def test_item2_an_unexpected_exception_in_a_client_thread_ends_every_future() ->
                 client.send(ProtoOAVersionReq())
         finally:
             client.close()
+
+
+def test_item2_a_caller_reading_its_own_answer_meets_the_same_bug_as_the_reader_thread() -> None:
+    # result() reads the socket itself (caller-assisted read): a codec bug met there must end the
+    # client exactly as in the reader thread, not escape from result() as a bare RuntimeError
+    # while the client reconnects into the same bug.  Several clients: which thread reads first
+    # is a race, and the caller wins it nearly always.
+    with Simulator() as sim:
+        for _ in range(5):
+            client = make_client(sim, protocol=ExplodingCodec, reconnect=FAST_RECONNECT)
+            client.start()
+            try:
+                client.wait_connected(10)
+                with pytest.raises((ConnectError, ConnectionLostError)) as raised:
+                    client.send(ProtoOAVersionReq()).result(10)
+                assert "internal error" in str(raised.value) and "reader" in str(raised.value)
+                with pytest.raises(ConnectError, match="internal error"):
+                    client.wait_connected(1)
+            finally:
+                client.close()
 
 
 # -- 3. fork ---------------------------------------------------------------------------------------
