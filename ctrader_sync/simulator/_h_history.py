@@ -8,7 +8,7 @@ wider than the documented window is refused with ``INCORRECT_BOUNDARIES``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -129,20 +129,45 @@ def _newest(items: list[Any], key: str, lo: int, hi: int, limit: int,
     return found[start:], start > 0
 
 
+def _list_page(peer: Peer, account: Account, msg: Any, cid: str | None, records: list[Any], key: str,
+               res_type: Callable[..., Any], field: str, convert: Callable[[Any], Any] | None = None,
+               position_of: str | None = None, limit: int | None = None, exact: bool = False) -> None:
+    """Answer a deal or order list request: the newest page of ``records`` (see ``_newest``) in
+    ``res_type``'s repeated ``field``, each item passed through ``convert``, with ``hasMore``.
+
+    With ``position_of``, only the records whose attribute of that name is ``msg.positionId``
+    (POSITION_NOT_FOUND if the account has no such position).  ``limit`` defaults to the option
+    ``list_chunk``.
+    """
+    span = _range(peer, account, msg, cid, None, None)
+    if span is None:
+        return
+    with peer.world.exchange.lock:
+        if position_of is not None:
+            if int(msg.positionId) not in account.positions:
+                peer.error(cid, "POSITION_NOT_FOUND", f"no position {msg.positionId}", account.account_id)
+                return
+            records = [r for r in records if getattr(r, position_of) == msg.positionId]
+        page, more = _newest(records, key, span[0], span[1],
+                             peer.world.options.list_chunk if limit is None else limit, exact)
+        res = res_type(ctidTraderAccountId=account.account_id, hasMore=more)
+        getattr(res, field).extend(page if convert is None else (convert(r) for r in page))
+    peer.respond(res, cid)
+
+
+def _order_proto(order: Any) -> Any:
+    """An order record as its ``ProtoOAOrder``."""
+    return order.to_proto()
+
+
 @handles(TABLE, M.ProtoOADealListReq)
 @needs_account
 def deal_list(peer: Peer, account: Account, msg: M.ProtoOADealListReq, cid: str | None) -> None:
     """``ProtoOADealListReq``: deals executed in [from, to] (at most ``maxRows``)."""
-    span = _range(peer, account, msg, cid, None, None)
-    if span is None:
-        return
     chunk = peer.world.options.list_chunk
     limit = min(msg.maxRows, chunk) if msg.maxRows > 0 else chunk
-    with peer.world.exchange.lock:
-        deals, more = _newest(account.deals, "executionTimestamp", span[0], span[1], limit, limit < chunk)
-    res = M.ProtoOADealListRes(ctidTraderAccountId=account.account_id, hasMore=more)
-    res.deal.extend(deals)
-    peer.respond(res, cid)
+    _list_page(peer, account, msg, cid, account.deals, "executionTimestamp", M.ProtoOADealListRes, "deal",
+               limit=limit, exact=limit < chunk)
 
 
 @handles(TABLE, M.ProtoOADealListByPositionIdReq)
@@ -150,33 +175,16 @@ def deal_list(peer: Peer, account: Account, msg: M.ProtoOADealListReq, cid: str 
 def deal_list_by_position(peer: Peer, account: Account, msg: M.ProtoOADealListByPositionIdReq,
                           cid: str | None) -> None:
     """``ProtoOADealListByPositionIdReq``: the deals of one position."""
-    span = _range(peer, account, msg, cid, None, None)
-    if span is None:
-        return
-    with peer.world.exchange.lock:
-        if int(msg.positionId) not in account.positions:
-            peer.error(cid, "POSITION_NOT_FOUND", f"no position {msg.positionId}", account.account_id)
-            return
-        deals, more = _newest([d for d in account.deals if d.positionId == msg.positionId], "executionTimestamp",
-                              span[0], span[1], peer.world.options.list_chunk)
-    res = M.ProtoOADealListByPositionIdRes(ctidTraderAccountId=account.account_id, hasMore=more)
-    res.deal.extend(deals)
-    peer.respond(res, cid)
+    _list_page(peer, account, msg, cid, account.deals, "executionTimestamp", M.ProtoOADealListByPositionIdRes,
+               "deal", position_of="positionId")
 
 
 @handles(TABLE, M.ProtoOAOrderListReq)
 @needs_account
 def order_list(peer: Peer, account: Account, msg: M.ProtoOAOrderListReq, cid: str | None) -> None:
     """``ProtoOAOrderListReq``: every order created in [from, to] (pending, filled, cancelled, ...)."""
-    span = _range(peer, account, msg, cid, None, None)
-    if span is None:
-        return
-    with peer.world.exchange.lock:
-        orders, more = _newest(account.order_history, "created_ms", span[0], span[1],
-                               peer.world.options.list_chunk)
-        res = M.ProtoOAOrderListRes(ctidTraderAccountId=account.account_id, hasMore=more)
-        res.order.extend(o.to_proto() for o in orders)
-    peer.respond(res, cid)
+    _list_page(peer, account, msg, cid, account.order_history, "created_ms", M.ProtoOAOrderListRes, "order",
+               _order_proto)
 
 
 @handles(TABLE, M.ProtoOAOrderListByPositionIdReq)
@@ -184,18 +192,8 @@ def order_list(peer: Peer, account: Account, msg: M.ProtoOAOrderListReq, cid: st
 def order_list_by_position(peer: Peer, account: Account, msg: M.ProtoOAOrderListByPositionIdReq,
                            cid: str | None) -> None:
     """``ProtoOAOrderListByPositionIdReq``: the orders that opened, changed or closed one position."""
-    span = _range(peer, account, msg, cid, None, None)
-    if span is None:
-        return
-    with peer.world.exchange.lock:
-        if int(msg.positionId) not in account.positions:
-            peer.error(cid, "POSITION_NOT_FOUND", f"no position {msg.positionId}", account.account_id)
-            return
-        mine = [o for o in account.order_history if o.position_id == msg.positionId]
-        orders, more = _newest(mine, "created_ms", span[0], span[1], peer.world.options.list_chunk)
-        res = M.ProtoOAOrderListByPositionIdRes(ctidTraderAccountId=account.account_id, hasMore=more)
-        res.order.extend(o.to_proto() for o in orders)
-    peer.respond(res, cid)
+    _list_page(peer, account, msg, cid, account.order_history, "created_ms", M.ProtoOAOrderListByPositionIdRes,
+               "order", _order_proto, position_of="position_id")
 
 
 @handles(TABLE, M.ProtoOADealOffsetListReq)
