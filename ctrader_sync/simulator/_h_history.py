@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ..messages import OpenApiMessages_pb2 as M
 from ..messages.OpenApiModelMessages_pb2 import ProtoOADealOffset, ProtoOATickData, ProtoOATrendbar
 from ._accounts import Account
-from ._preamble import Peer, Table, handles, needs_account
+from ._preamble import Peer, Table, handles, needs_account, symbol_or_error
 
 __all__ = ["PERIOD_WINDOW_MS", "TABLE", "WEEK_WINDOW_MS"]
 
@@ -66,10 +66,10 @@ def _reading(peer: Peer, items: Iterable[T], every: int = 200) -> Iterator[T]:
 def trendbars(peer: Peer, account: Account, msg: M.ProtoOAGetTrendbarsReq, cid: str | None) -> None:
     """``ProtoOAGetTrendbarsReq``: bars starting in [from, to), the newest ``count`` (or chunk) of them."""
     ex = peer.world.exchange
-    symbol_id, period = int(msg.symbolId), int(msg.period)
-    if symbol_id not in ex.symbols:
-        peer.error(cid, "SYMBOL_NOT_FOUND", f"no symbol {symbol_id}", account.account_id)
+    symbol = symbol_or_error(peer, account, msg, cid)
+    if symbol is None:
         return
+    symbol_id, period = symbol.symbol_id, int(msg.period)
     window = PERIOD_WINDOW_MS.get(period)
     if window is None:
         peer.error(cid, "INCORRECT_BOUNDARIES", f"unknown period {period}", account.account_id)
@@ -93,9 +93,8 @@ def trendbars(peer: Peer, account: Account, msg: M.ProtoOAGetTrendbarsReq, cid: 
 def tick_data(peer: Peer, account: Account, msg: M.ProtoOAGetTickDataReq, cid: str | None) -> None:
     """``ProtoOAGetTickDataReq``: ticks in [from, to], newest first, delta-encoded, ``hasMore``."""
     ex = peer.world.exchange
-    symbol = ex.symbols.get(int(msg.symbolId))
+    symbol = symbol_or_error(peer, account, msg, cid)
     if symbol is None:
-        peer.error(cid, "SYMBOL_NOT_FOUND", f"no symbol {msg.symbolId}", account.account_id)
         return
     span = _range(peer, account, msg, cid, WEEK_WINDOW_MS, 3_600_000)
     if span is None:

@@ -19,7 +19,7 @@ from ..messages.OpenApiModelMessages_pb2 import (
     ProtoOAPositionUnrealizedPnL,
 )
 from ._accounts import Account
-from ._preamble import Peer, Table, handles, needs_account
+from ._preamble import Peer, Table, handles, needs_account, symbol_or_error
 from ._trading import Refusal
 
 __all__ = ["TABLE"]
@@ -121,9 +121,8 @@ def unrealized_pnl(peer: Peer, account: Account, msg: M.ProtoOAGetPositionUnreal
 def expected_margin(peer: Peer, account: Account, msg: M.ProtoOAExpectedMarginReq, cid: str | None) -> None:
     """``ProtoOAExpectedMarginReq``: the margin each volume would use, buying and selling."""
     ex = peer.world.exchange
-    symbol = ex.symbols.get(int(msg.symbolId))
+    symbol = symbol_or_error(peer, account, msg, cid)
     if symbol is None:
-        peer.error(cid, "SYMBOL_NOT_FOUND", f"no symbol {msg.symbolId}", account.account_id)
         return
     res = M.ProtoOAExpectedMarginRes(ctidTraderAccountId=account.account_id, moneyDigits=account.money_digits)
     with ex.lock:

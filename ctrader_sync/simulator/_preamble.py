@@ -17,11 +17,12 @@ from google.protobuf.message import Message
 from ..messages import OpenApiMessages_pb2 as M
 from ..protobuf import TYPE_OF
 from ._accounts import Account
+from ._market import SymbolInfo
 from ._options import World
 from ._recording import ConnectionRecord
 from ._trading import Refusal
 
-__all__ = ["Handler", "Peer", "Table", "handles", "needs_account", "needs_app"]
+__all__ = ["Handler", "Peer", "Table", "handles", "needs_account", "needs_app", "symbol_or_error"]
 
 Handler = Callable[["Peer", Any, "str | None"], None]
 Table = dict[int, Handler]
@@ -103,6 +104,14 @@ def needs_account(fn: Callable[[Peer, Account, Any, str | None], None]) -> Handl
     wrapper.__doc__ = fn.__doc__
     wrapper.__name__ = fn.__name__
     return wrapper
+
+
+def symbol_or_error(peer: Peer, account: Account, msg: Any, cid: str | None) -> SymbolInfo | None:
+    """The symbol ``msg.symbolId`` names, or None after answering SYMBOL_NOT_FOUND."""
+    symbol = peer.world.exchange.symbols.get(int(msg.symbolId))
+    if symbol is None:
+        peer.error(cid, "SYMBOL_NOT_FOUND", f"no symbol {msg.symbolId}", account.account_id)
+    return symbol
 
 
 def error_res(code: str, description: str, account_id: int | None = None) -> M.ProtoOAErrorRes:
