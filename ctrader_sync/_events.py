@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import Message
 
+from ._bounded import BoundedStream
 from ._codec import envelope_of
 from ._dispatch import Dispatcher
 from ._keepalive import TokenRefreshFailed
@@ -210,7 +209,7 @@ class EventBus:
                                   type(message).__name__, getattr(target, "__qualname__", target))
 
 
-class EventStream:
+class EventStream(BoundedStream[Message]):
     """Messages of chosen types, queued by the dispatcher and read by the caller's thread.
 
     Overflow policy: a bounded queue (``maxsize``); when it is full the *oldest* event is dropped
@@ -221,17 +220,11 @@ class EventStream:
     of extracted messages.
     """
 
+    _noun = "event"
+
     def __init__(self, bus: EventBus, types: tuple[type[Message] | int | str, ...], maxsize: int,
                  timeout: float | None, envelope: bool = False) -> None:
-        if maxsize <= 0:
-            raise ValueError("maxsize must be positive")
-        self.maxsize = maxsize
-        self.timeout = timeout
-        self.dropped = 0
-        """Events dropped because the reader fell ``maxsize`` behind."""
-        self._items: deque[Message] = deque()
-        self._cond = threading.Condition()  # guards _items, _closed and dropped; a leaf
-        self._closed = False
+        super().__init__(maxsize, timeout)
         self._bus = bus
         self._handles: list[EventHandle] = []
         try:
@@ -242,55 +235,14 @@ class EventStream:
                 handle.remove()
             raise
 
-    def _put(self, message: Message) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            if len(self._items) >= self.maxsize:
-                self._items.popleft()
-                self.dropped += 1
-            self._items.append(message)
-            self._cond.notify()
-
-    def get(self, timeout: float | None = None) -> Message:
-        """Return the next event, waiting up to ``timeout`` seconds (``None``: the stream's timeout).
-
-        Raises:
-            TimeoutError: nothing arrived in time.
-            EOFError: the stream or the client is closed and nothing is left.
-        """
-        wait = self.timeout if timeout is None else timeout
-        deadline = None if wait is None else time.monotonic() + wait
-        with self._cond:
-            while not self._items:
-                if self._closed or self._bus.closed:
-                    raise EOFError("the event stream is closed")
-                remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-                if remaining <= 0:
-                    raise TimeoutError(f"no event within {wait:g} s")
-                self._cond.wait(remaining)
-            return self._items.popleft()
-
-    def __iter__(self) -> Iterator[Message]:
-        while True:
-            try:
-                yield self.get()
-            except (TimeoutError, EOFError):
-                return
-
-    def __len__(self) -> int:
-        return len(self._items)
+    def _ended(self) -> bool:
+        return self._closed or self._bus.closed
 
     def close(self) -> None:
         """Stop receiving; events already queued can still be read with :meth:`get`."""
         for handle in self._handles:
             handle.remove()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._end()
 
     def __enter__(self) -> EventStream:
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

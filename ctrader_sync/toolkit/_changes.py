@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+from .._bounded import BoundedStream
 
 __all__ = ["KINDS", "Change", "ChangeHandle", "ChangeStream"]
 
@@ -53,7 +52,7 @@ class ChangeHandle:
             remove()
 
 
-class ChangeStream:
+class ChangeStream(BoundedStream[Change]):
     """A blocking iterator over mirror changes (like ``client.events``); a context manager.
 
     Iteration ends after ``timeout`` seconds without a change or when the stream is closed.  At
@@ -61,67 +60,20 @@ class ChangeStream:
     ``dropped``.
     """
 
+    _noun = "change"
+
     def __init__(self, timeout: float | None, maxsize: int, detach: Callable[[ChangeStream], None]) -> None:
-        if maxsize <= 0:
-            raise ValueError("maxsize must be positive")
-        self.timeout = timeout
-        self.maxsize = maxsize
-        self.dropped = 0
-        """Changes dropped because the reader fell ``maxsize`` behind."""
-        self._items: deque[Change] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
+        super().__init__(maxsize, timeout)
         self._detach = detach
 
     def put(self, change: Change) -> None:
         """Queue one change (called by the mirror)."""
-        with self._cond:
-            if self._closed:
-                return
-            if len(self._items) >= self.maxsize:
-                self._items.popleft()
-                self.dropped += 1
-            self._items.append(change)
-            self._cond.notify()
-
-    def get(self, timeout: float | None = None) -> Change:
-        """The next change, waiting up to ``timeout`` seconds (``None``: the stream's timeout).
-
-        Raises:
-            TimeoutError: nothing arrived in time.
-            EOFError: the stream is closed and nothing is left.
-        """
-        wait = self.timeout if timeout is None else timeout
-        deadline = None if wait is None else time.monotonic() + wait
-        with self._cond:
-            while not self._items:
-                if self._closed:
-                    raise EOFError("the change stream is closed")
-                remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-                if remaining <= 0:
-                    raise TimeoutError(f"no change within {wait:g} s")
-                self._cond.wait(remaining)
-            return self._items.popleft()
-
-    def __iter__(self) -> Iterator[Change]:
-        while True:
-            try:
-                yield self.get()
-            except (TimeoutError, EOFError):
-                return
-
-    def __len__(self) -> int:
-        return len(self._items)
+        self._put(change)
 
     def close(self) -> None:
         """Stop receiving; changes already queued can still be read with :meth:`get`."""
         self._detach(self)
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._end()
 
     def __enter__(self) -> ChangeStream:
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
